@@ -1,0 +1,183 @@
+"""The ``mnist-cnn`` command: a thin layer over the package's functions.
+
+Every expected failure (missing data, bad weights file, unavailable device...) is
+printed as one line ``mnist-cnn: error: ...`` with exit code 1; Ctrl-C during training
+exits with 130 after saying how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import MnistCnnError, TrainingInterrupted
+
+PROG = "mnist-cnn"
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", metavar="DIR",
+        help="folder of the four MNIST files (default: $MNIST_DATA_DIR, else the "
+             "per-user cache folder)")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to compute; auto picks CUDA when present (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mnist-cnn`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="The Lasagne/Theano MNIST CNN tutorial, reproduced on PyTorch.",
+        epilog="Run `mnist-cnn COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("download", help="fetch and verify the MNIST files",
+                       description="Download the four MNIST files (hash-checked, mirrors "
+                                   "tried in order) unless already present and intact, "
+                                   "and print where they are.")
+    _add_data_dir(p)
+    p.add_argument("--mirror", action="append", metavar="URL",
+                   help="base URL to fetch from instead of the built-in mirrors "
+                        "(repeat to try several in order)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up on a server silent for this long (default: 30)")
+
+    p = sub.add_parser(
+        "train", help="train a network and save model.npz",
+        description="Train one of the tutorial's networks on MNIST and write model.npz "
+                    "(the tutorial's format), model.json (its sidecar), history.csv and "
+                    "checkpoint.npz to --out. The defaults reproduce the blog (5 epochs, "
+                    "batch 50); the tutorial's own mnist.py used --batch-size 500.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=None,
+                   help="cnn, mlp or custom_mlp:DEPTH,WIDTH,DROP_IN,DROP_HID "
+                        "[default: cnn]")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs [default: 5]")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="mini-batch size [default: 50]")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate of Nesterov momentum [default: 0.01]")
+    p.add_argument("--momentum", type=float, default=None, help="momentum [default: 0.9]")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of init, shuffling and dropout [default: 0]")
+    _add_device(p)
+    p.add_argument("--out", default="run", metavar="DIR", help="output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is in --out (settings not "
+                        "given are taken from it; --epochs may be raised)")
+    _add_data_dir(p)
+
+    p = sub.add_parser("evaluate", help="test loss, accuracy and per-digit counts",
+                       description="Evaluate a weights file (ours or the original "
+                                   "tutorial's model.npz) on the 10,000 MNIST test images.")
+    p.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
+    _add_device(p)
+    _add_data_dir(p)
+    return parser
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .data import MIRRORS, download_mnist
+
+    paths = download_mnist(args.data_dir, mirrors=args.mirror or MIRRORS,
+                           timeout=args.timeout)
+    for path in paths.values():
+        print(path)
+    print(f"MNIST files verified in {Path(next(iter(paths.values()))).parent}")
+    return 0
+
+
+_TRAIN_DEFAULTS = {"model": "cnn", "epochs": 5, "batch_size": 50, "lr": 0.01,
+                   "momentum": 0.9, "seed": 0}
+_CHECKPOINT_KEYS = {"model": "model", "epochs": "num_epochs", "batch_size": "batch_size",
+                    "lr": "learning_rate", "momentum": "momentum", "seed": "seed"}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .results import save_run
+    from .train import train
+
+    out = Path(args.out)
+    checkpoint = out / "checkpoint.npz"
+    settings = dict(_TRAIN_DEFAULTS)
+    if args.resume:
+        saved = load_checkpoint(checkpoint)
+        settings.update({k: saved.config[key] for k, key in _CHECKPOINT_KEYS.items()})
+        print(f"Resuming {checkpoint} after epoch {saved.epoch}")
+    settings.update({k: v for k in settings if (v := getattr(args, k)) is not None})
+    try:
+        result = train(settings["model"], num_epochs=settings["epochs"],
+                       batch_size=settings["batch_size"], learning_rate=settings["lr"],
+                       momentum=settings["momentum"], seed=settings["seed"],
+                       device=args.device, data_dir=args.data_dir, checkpoint=checkpoint,
+                       resume=args.resume)
+    except ValueError as exc:  # a bad --model name
+        raise MnistCnnError(str(exc)) from None
+    paths = save_run(out, result)
+    print(f"Saved {paths['model']} (sidecar {paths['metadata'].name}, "
+          f"{paths['history'].name}) in {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import load_dataset
+    from .inference import predict_proba
+    from .weights import load_weights
+
+    weights = load_weights(args.weights)
+    *_, X_test, y_test = load_dataset(args.data_dir)
+    proba = predict_proba(weights, X_test, device=args.device)
+    predicted = proba.argmax(1)
+    picked = proba[np.arange(len(y_test)), y_test]
+    loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
+    print(f"Weights: {args.weights}")
+    print(f"  test loss:\t\t\t{loss:.6f}")
+    print(f"  test accuracy:\t\t{(predicted == y_test).mean() * 100:.2f} %")
+    print("  digit  correct  total  accuracy")
+    for digit in range(10):
+        mask = y_test == digit
+        correct = int((predicted[mask] == digit).sum())
+        print(f"  {digit:>5}  {correct:>7}  {int(mask.sum()):>5}  "
+              f"{correct / max(int(mask.sum()), 1) * 100:7.2f} %")
+    return 0
+
+
+_COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mnist-cnn`` with the given arguments; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        if exc.checkpoint is not None:
+            print(f"{PROG}: continue with: {PROG} train --out {args.out} --resume",
+                  file=sys.stderr)
+        return 130
+    except MnistCnnError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Exceptions raised by mnist-cnn.
+
+Every error the package raises on purpose derives from :class:`MnistCnnError`, so the
+command line can print its one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MnistCnnError(Exception):
+    """Base class of the errors that mnist-cnn raises with a message meant for users."""
+
+
+class MNISTFormatError(MnistCnnError, ValueError):
+    """An MNIST file is not valid IDX data (wrong magic, truncated, trailing bytes...)."""
+
+
+class DataError(MnistCnnError):
+    """MNIST files are missing, corrupt, or cannot be fetched."""
+
+
+class DownloadError(DataError):
+    """Every download source failed."""
+
+
+class WeightsError(MnistCnnError, ValueError):
+    """A weights file or weights list is not usable (wrong count, shape, dtype...)."""
+
+
+class TrainingError(MnistCnnError):
+    """Training cannot go on (non-finite loss, unusable checkpoint, bad settings...)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training was stopped by the user (Ctrl-C).
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch that was running.
+    checkpoint : path or None
+        The checkpoint to resume from, if one was saved.
+    """
+
+    def __init__(self, message: str, epoch: int, checkpoint: object = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.checkpoint = checkpoint

@@ -1,0 +1,169 @@
+"""The tutorial's networks as PyTorch modules, with Lasagne's semantics and layout.
+
+Parameters live in one ``ParameterList`` in Lasagne's order ([W1, b1, W2, b2, ...]) but
+in PyTorch's layout; :func:`to_lasagne` and :func:`from_lasagne` convert one array:
+
+* a convolution kernel is flipped in both spatial axes, because Lasagne's Conv2DLayer
+  (``flip_filters=True``) computes a true convolution while ``F.conv2d`` computes a
+  cross-correlation;
+* a dense weight is transposed: Lasagne stores (num_inputs, num_units), PyTorch
+  (out_features, in_features).
+
+Dropout masks come from a ``torch.Generator`` that the caller passes, so training is
+reproducible without touching PyTorch's global random state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .networks import NetworkSpec, check_shapes, init_weights, parse_model_name
+
+__all__ = [
+    "LasagneNet",
+    "build_cnn",
+    "build_custom_mlp",
+    "build_mlp",
+    "build_network",
+    "from_lasagne",
+    "to_lasagne",
+]
+
+
+def to_lasagne(tensor: torch.Tensor) -> np.ndarray:
+    """Convert one parameter (or same-shaped state) from PyTorch to Lasagne layout."""
+    t = tensor.detach().to("cpu", torch.float32)
+    if t.ndim == 4:
+        t = t.flip((2, 3))
+    elif t.ndim == 2:
+        t = t.t()
+    return np.ascontiguousarray(t.numpy())
+
+
+def from_lasagne(array: np.ndarray) -> torch.Tensor:
+    """Convert one parameter (or same-shaped state) from Lasagne to PyTorch layout."""
+    t = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    if t.ndim == 4:
+        t = t.flip((2, 3))
+    elif t.ndim == 2:
+        t = t.t()
+    return t.contiguous()
+
+
+def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Lasagne's DropoutLayer (rescale=True): keep with prob 1-p, scale kept by 1/(1-p)."""
+    if p == 0:
+        return x
+    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator)
+    return x * mask / (1.0 - p)
+
+
+class LasagneNet(nn.Module):
+    """One of the tutorial's networks; ``forward`` returns the logits (pre-softmax).
+
+    Parameters
+    ----------
+    spec : NetworkSpec or str
+        Which network (``"cnn"``, ``"mlp"``, ``"custom_mlp:D,W,DI,DH"``).
+    weights : list of numpy.ndarray, optional
+        Initial values in Lasagne's layout; default :func:`init_weights` with ``seed``.
+    seed : int
+        Seed of Lasagne's initialisation when ``weights`` is not given.
+
+    Examples
+    --------
+    >>> net = LasagneNet("cnn")
+    >>> net(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, spec: NetworkSpec | str = "cnn",
+                 weights: Sequence[np.ndarray] | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.spec = parse_model_name(spec)
+        if weights is None:
+            weights = init_weights(self.spec, seed)
+        check_shapes(weights, self.spec)
+        self.params = nn.ParameterList(nn.Parameter(from_lasagne(w)) for w in weights)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits for a batch of shape (N, 1, 28, 28).
+
+        In training mode dropout is applied with masks drawn from ``generator``; in
+        eval mode the pass is deterministic (Lasagne's ``deterministic=True``).
+        """
+        p = list(self.params)
+        drop = self.training
+        if self.spec.kind == "cnn":
+            x = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1])), 2)
+            x = F.max_pool2d(F.relu(F.conv2d(x, p[2], p[3])), 2)
+            x = x.flatten(1)
+            if drop:
+                x = _dropout(x, 0.5, generator)
+            x = F.relu(F.linear(x, p[4], p[5]))
+            if drop:
+                x = _dropout(x, 0.5, generator)
+            return F.linear(x, p[6], p[7])
+        if drop:
+            x = _dropout(x, self.spec.drop_input, generator)
+        x = x.flatten(1)
+        for i in range(0, len(p) - 2, 2):
+            x = F.relu(F.linear(x, p[i], p[i + 1]))
+            if drop:
+                x = _dropout(x, self.spec.drop_hidden, generator)
+        return F.linear(x, p[-2], p[-1])
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The parameters as a list of float32 arrays in Lasagne's layout and order."""
+        return [to_lasagne(p) for p in self.params]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Set the parameters from arrays in Lasagne's layout and order."""
+        check_shapes(weights, self.spec)
+        with torch.no_grad():
+            for p, w in zip(self.params, weights, strict=True):
+                p.copy_(from_lasagne(w))
+
+
+def build_cnn(seed: int = 0) -> LasagneNet:
+    """conv(32, 5x5)-pool-conv(32, 5x5)-pool-dropout-dense(256)-dropout-dense(10)."""
+    return LasagneNet("cnn", seed=seed)
+
+
+def build_mlp(seed: int = 0) -> LasagneNet:
+    """Input dropout 0.2, two dense layers of 800 with dropout 0.5, dense(10)."""
+    return LasagneNet("mlp", seed=seed)
+
+
+def build_custom_mlp(depth: int = 2, width: int = 800, drop_input: float = 0.2,
+                     drop_hidden: float = 0.5, seed: int = 0) -> LasagneNet:
+    """The tutorial's ``custom_mlp``: ``depth`` dense layers of ``width`` with dropout."""
+    return LasagneNet(NetworkSpec("mlp", depth, width, drop_input, drop_hidden), seed=seed)
+
+
+def build_network(model: str | NetworkSpec = "cnn",
+                  weights: Sequence[np.ndarray] | None = None, seed: int = 0,
+                  device: str | torch.device = "cpu") -> LasagneNet:
+    """Build a network by the tutorial's name, optionally with given weights.
+
+    Parameters
+    ----------
+    model : str or NetworkSpec
+        ``"cnn"``, ``"mlp"`` or ``"custom_mlp:D,W,DI,DH"``.
+    weights : list of numpy.ndarray, optional
+        Values in Lasagne's layout; default Lasagne's initialisation with ``seed``.
+    seed : int
+        Initialisation seed.
+    device : str or torch.device
+        Where the parameters live.
+
+    Returns
+    -------
+    LasagneNet
+    """
+    return LasagneNet(model, weights, seed).to(device)

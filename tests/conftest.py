@@ -1,0 +1,118 @@
+"""Shared fixtures: the real MNIST files, a per-test cache, a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_cnn.data import FILES, _scan, default_data_dir, load_dataset
+
+# Resolved once, before any test changes the environment (see _private_cache).
+REAL_DATA_DIR = default_data_dir()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """Folder of the verified original MNIST files ($MNIST_DATA_DIR or the user cache).
+
+    Skipped when the files are not there, unless MNIST_REQUIRE_DATA=1 (as in CI),
+    which turns the skip into a failure.
+    """
+    _, problems = _scan(REAL_DATA_DIR)
+    if problems:
+        message = (f"the MNIST files are not in {REAL_DATA_DIR}; set MNIST_DATA_DIR "
+                   "(e.g. MNIST_DATA_DIR=../shared/data/mnist) or run `mnist-cnn download`")
+        if os.environ.get("MNIST_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return REAL_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("array-cache")
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path, session_cache: Path) -> tuple[np.ndarray, ...]:
+    """The tutorial's six arrays, loaded once for the whole session."""
+    return load_dataset(mnist_dir, download=False, cache_dir=session_cache)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never write into the user's real cache during tests."""
+    monkeypatch.setenv("MNIST_CNN_CACHE_DIR", str(tmp_path / "user-cache"))
+
+
+class MirrorServer:
+    """A real HTTP server on 127.0.0.1 that serves files under per-path behaviours.
+
+    ``routes`` maps a URL path to ``(mode, payload)``; the modes: ``"ok"``, ``"404"``,
+    ``"corrupt"`` (same length, wrong bytes), ``"truncate"`` (announces the full length,
+    sends half, closes), ``"stall"`` (sends the headers and a few bytes, then waits).
+    ``requests`` lists the paths asked for.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[str, bytes]] = {}
+        self.requests: list[str] = []
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                mode, payload = server.routes.get(self.path, ("404", b""))
+                if mode == "404":
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if mode == "ok":
+                    self.wfile.write(payload)
+                elif mode == "corrupt":
+                    self.wfile.write(bytes(b ^ 0xFF for b in payload[:64]) + payload[64:])
+                elif mode == "truncate":
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                elif mode == "stall":
+                    self.wfile.write(payload[:100])
+                    self.wfile.flush()
+                    server.stop.wait(10)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, prefix: str) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/{prefix.strip('/')}/"
+
+    def serve(self, prefix: str, folder: Path, mode: str = "ok",
+              only: str | None = None) -> None:
+        """Serve the four MNIST files of ``folder`` under ``/prefix/`` with ``mode``."""
+        for spec in FILES:
+            body = (folder / spec.name).read_bytes()
+            chosen = mode if only in (None, spec.name) else "ok"
+            self.routes[f"/{prefix}/{spec.name}"] = (chosen, body)
+
+
+@pytest.fixture
+def mirror_server():
+    server = MirrorServer()
+    server.thread.start()
+    yield server
+    server.stop.set()
+    server.httpd.shutdown()
+    server.httpd.server_close()
