@@ -24,9 +24,12 @@ setup(
         "pooch>=1.7",
         "tqdm>=4.60",
         "platformdirs>=3.0",
+        "matplotlib>=3.7",
+        "pillow>=9.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "scipy>=1.10", "ruff>=0.5"],
+        "test": ["pytest>=7", "scipy>=1.10", "ruff>=0.5", "nbclient>=0.7", "nbformat>=5.7",
+                 "ipykernel>=6.0"],
     },
     entry_points={"console_scripts": ["mnist-cnn=mnist_cnn.cli:main"]},
     classifiers=[

@@ -81,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
     _add_device(p)
     _add_data_dir(p)
+
+    p = sub.add_parser(
+        "visualize", help="figures: kernels, feature maps, history, confusion, errors",
+        description="Write kernels.png, feature_maps_c1.png, feature_maps_c2.png, "
+                    "history.png (when the weights' sidecar has a history), confusion.png "
+                    "and misclassified.png to --out, and print their paths. Works on the "
+                    "original tutorial's model.npz too; an MLP gets the figures that do "
+                    "not need convolution layers.")
+    p.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
+    p.add_argument("--out", default="figures", metavar="DIR",
+                   help="output folder (default: figures)")
+    p.add_argument("--image", default="random", metavar="INDEX|random",
+                   help="training image for the feature maps: an index, or random "
+                        "(default: random)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random image pick (default: 0)")
+    _add_device(p)
+    _add_data_dir(p)
     return parser
 
 
@@ -153,7 +171,51 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate}
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .networks import infer_spec
+    from .viz import (
+        plot_confusion,
+        plot_feature_maps,
+        plot_history,
+        plot_kernels,
+        plot_misclassified,
+        save_figure,
+    )
+    from .weights import load_weights, read_metadata
+
+    if args.image != "random" and not args.image.isdigit():
+        raise MnistCnnError(f"--image must be a training-set index or 'random', "
+                            f"got {args.image!r}")
+    image = "random" if args.image == "random" else int(args.image)
+    weights = load_weights(args.weights)
+    meta = read_metadata(args.weights)
+    out = Path(args.out)
+    figures = {}
+    if infer_spec(weights).kind == "cnn":
+        figures["kernels.png"] = lambda: plot_kernels(weights)
+        for layer in (1, 2):
+            figures[f"feature_maps_c{layer}.png"] = (
+                lambda layer=layer: plot_feature_maps(weights, image, layer, seed=args.seed,
+                                                      data_dir=args.data_dir))
+    else:
+        print("Skipping kernels and feature maps: these are MLP weights, which have no "
+              "convolution layers")
+    if meta and meta.get("history"):
+        figures["history.png"] = lambda: plot_history(meta["history"])
+    else:
+        print("Skipping history.png: the weights have no sidecar with a training history")
+    *_, X_test, y_test = load_dataset(args.data_dir)
+    figures["confusion.png"] = lambda: plot_confusion(weights, X_test, y_test, args.device)
+    figures["misclassified.png"] = lambda: plot_misclassified(weights, X_test, y_test,
+                                                              device=args.device)
+    for name, make in figures.items():
+        print(save_figure(make(), out / name))
+    return 0
+
+
+_COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
+             "visualize": _cmd_visualize}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
