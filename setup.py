@@ -18,6 +18,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mnist_cnn", "mnist_cnn.*"]),
+    package_data={"mnist_cnn": ["bundled/*.npz", "bundled/*.json"]},
     install_requires=[
         "numpy>=1.24",
         "torch>=2.1",
@@ -25,10 +26,11 @@ setup(
         "tqdm>=4.60",
         "platformdirs>=3.0",
         "matplotlib>=3.7",
-        "pillow>=9.0",
+        "pillow>=9.1",
+        "scipy>=1.10",
     ],
     extras_require={
-        "test": ["pytest>=7", "scipy>=1.10", "ruff>=0.5", "nbclient>=0.7", "nbformat>=5.7",
+        "test": ["pytest>=7", "ruff>=0.5", "nbclient>=0.7", "nbformat>=5.7",
                  "ipykernel>=6.0"],
     },
     entry_points={"console_scripts": ["mnist-cnn=mnist_cnn.cli:main"]},

@@ -38,6 +38,8 @@ def atomic_write(path: str | os.PathLike, text: bool = False) -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, _final_mode(path))
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as f:
             yield f
             f.flush()
@@ -47,3 +49,13 @@ def atomic_write(path: str | os.PathLike, text: bool = False) -> Iterator[IO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _final_mode(path: Path) -> int:
+    """The existing file's mode, else 0666 less the process umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

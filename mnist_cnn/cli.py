@@ -99,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the random image pick (default: 0)")
     _add_device(p)
     _add_data_dir(p)
+
+    p = sub.add_parser(
+        "predict", help="recognise digits in your own images",
+        description="Classify images of single handwritten digits (photos, scans, "
+                    "drawings): each is preprocessed the way MNIST was made, then fed to "
+                    "the network. One line per image; the exit code is 1 if any image "
+                    "could not be read.")
+    p.add_argument("images", nargs="+", metavar="FILE|DIR|GLOB",
+                   help="image files, folders of images, or glob patterns")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a model.npz (ours or the original tutorial's); default: the model "
+                        "bundled with the package")
+    p.add_argument("--top", type=int, default=3, metavar="K",
+                   help="list the K most probable digits (default: 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON array instead")
+    p.add_argument("--save-preprocessed", metavar="DIR",
+                   help="also write the 28x28 image the network saw, enlarged, to DIR")
+    _add_device(p)
     return parser
 
 
@@ -214,8 +232,93 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                   ".pgm", ".ppm"}
+
+
+def _expand_images(patterns: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(path, problem) for each image named by a file, folder or glob pattern."""
+    import glob
+
+    found: list[tuple[str, str | None]] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            files = sorted(str(p) for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+            found += [(f, None) for f in files] or [(pattern, "no image files in this folder")]
+        elif path.exists() or path.is_symlink() or not glob.has_magic(pattern):
+            found.append((pattern, None))
+        else:
+            matches = sorted(glob.glob(pattern))
+            found += [(m, None) for m in matches] or [(pattern, "no file matches")]
+    return found
+
+
+def _save_preprocessed(folder: Path, source: str, image, used: set[str]) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    from .atomic import atomic_write
+
+    stem = Path(source).stem or "image"
+    name, n = f"{stem}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.png"
+    used.add(name)
+    pixels = np.clip(np.round(image * 256), 0, 255).astype(np.uint8)
+    big = Image.fromarray(pixels).resize((280, 280), Image.Resampling.NEAREST)
+    with atomic_write(folder / name) as f:
+        big.save(f, format="PNG")
+    return folder / name
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from .predict import ImageError, predict, preprocess_image
+    from .weights import load_weights
+
+    if args.top < 1:
+        raise MnistCnnError(f"--top must be at least 1, got {args.top}")
+    weights = load_weights(args.weights) if args.weights else None
+    sources, inputs, failures = [], [], {}
+    for path, problem in _expand_images(args.images):
+        try:
+            if problem:
+                raise ImageError(f"{path}: {problem}")
+            inputs.append(preprocess_image(path))
+            sources.append(path)
+        except ImageError as exc:
+            failures[path] = str(exc)
+            if not args.json:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+    batch = np.stack(inputs)[:, None] if inputs else np.zeros((0, 1, 28, 28), np.float32)
+    results = predict(batch, weights, top=args.top, device=args.device) if inputs else []
+    used: set[str] = set()
+    records = []
+    for source, result in zip(sources, results, strict=True):
+        record = {"file": source, "digit": result.digit, "probability": result.probability,
+                  "top": [{"digit": d, "probability": p} for d, p in result.top]}
+        if args.save_preprocessed:
+            record["preprocessed"] = str(_save_preprocessed(
+                Path(args.save_preprocessed), source, result.image, used))
+        records.append(record)
+        if not args.json:
+            ranked = ", ".join(f"{d} ({p:.1%})" for d, p in result.top)
+            print(f"{source}: {result.digit} ({result.probability:.1%})  top {args.top}: "
+                  f"{ranked}")
+    if args.json:
+        records += [{"file": f, "error": e} for f, e in failures.items()]
+        print(json.dumps(records, indent=2))
+    return 1 if failures else 0
+
+
 _COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
-             "visualize": _cmd_visualize}
+             "visualize": _cmd_visualize, "predict": _cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
