@@ -32,6 +32,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "ruff>=0.5", "nbclient>=0.7", "nbformat>=5.7",
                  "ipykernel>=6.0"],
+        "theano": ["pytensor>=3.0,<4"],
     },
     entry_points={"console_scripts": ["mnist-cnn=mnist_cnn.cli:main"]},
     classifiers=[

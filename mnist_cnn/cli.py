@@ -30,6 +30,13 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="where to compute; auto picks CUDA when present (default: auto)")
 
 
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine", default="pytorch", choices=["pytorch", "theano"],
+        help="pytorch, or theano: the tutorial's symbolic program on PyTensor, on the CPU "
+             "(needs pip install 'mnist-cnn[theano]') (default: pytorch)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mnist-cnn`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of init, shuffling and dropout [default: 0]")
     _add_device(p)
+    _add_engine(p)
     p.add_argument("--out", default="run", metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is in --out (settings not "
@@ -80,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tutorial's model.npz) on the 10,000 MNIST test images.")
     p.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
     _add_device(p)
+    _add_engine(p)
     _add_data_dir(p)
 
     p = sub.add_parser(
@@ -155,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        batch_size=settings["batch_size"], learning_rate=settings["lr"],
                        momentum=settings["momentum"], seed=settings["seed"],
                        device=args.device, data_dir=args.data_dir, checkpoint=checkpoint,
-                       resume=args.resume)
+                       resume=args.resume, engine=args.engine)
     except ValueError as exc:  # a bad --model name
         raise MnistCnnError(str(exc)) from None
     paths = save_run(out, result)
@@ -173,7 +182,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     weights = load_weights(args.weights)
     *_, X_test, y_test = load_dataset(args.data_dir)
-    proba = predict_proba(weights, X_test, device=args.device)
+    proba = predict_proba(weights, X_test, device=args.device, engine=args.engine)
     predicted = proba.argmax(1)
     picked = proba[np.arange(len(y_test)), y_test]
     loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import resolve_device
+from .errors import MnistCnnError
 from .model import LasagneNet
 from .networks import NetworkSpec, infer_spec
 from .results import Evaluation
@@ -63,7 +64,7 @@ def evaluate_network(net: LasagneNet, X: torch.Tensor, y: torch.Tensor,
 
 def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
              model: str | NetworkSpec | None = None, device: str = "auto",
-             batch_size: int = 1000) -> Evaluation:
+             batch_size: int = 1000, engine: str = "pytorch") -> Evaluation:
     """Loss and accuracy of weights on a labelled set, without dropout.
 
     Parameters
@@ -80,6 +81,8 @@ def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     batch_size : int
         Images per forward pass.
+    engine : {"pytorch", "theano"}
+        Which engine computes the pass (the theano engine on the CPU).
 
     Returns
     -------
@@ -91,6 +94,12 @@ def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
     >>> evaluate(result.weights, X_test, y_test).accuracy  # doctest: +SKIP
     0.9888
     """
+    if engine != "pytorch":
+        proba = predict_proba(weights, X, model, device, batch_size, engine)
+        y = np.asarray(y, np.int64)
+        picked = np.maximum(proba[np.arange(len(y)), y], np.finfo(np.float32).tiny)
+        return Evaluation(float(-np.log(picked.astype(np.float64)).mean()),
+                          float((proba.argmax(axis=1) == y).mean()))
     dev = resolve_device(device)
     net = _network(weights, model, dev)
     return evaluate_network(net, as_tensor(X, dev, torch.float32),
@@ -100,7 +109,7 @@ def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
 @torch.inference_mode()
 def predict_proba(weights: WeightsLike, X: np.ndarray,
                   model: str | NetworkSpec | None = None, device: str = "auto",
-                  batch_size: int = 1000) -> np.ndarray:
+                  batch_size: int = 1000, engine: str = "pytorch") -> np.ndarray:
     """Class probabilities (the softmax output) for a batch of images.
 
     Parameters
@@ -115,12 +124,22 @@ def predict_proba(weights: WeightsLike, X: np.ndarray,
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     batch_size : int
         Images per forward pass.
+    engine : {"pytorch", "theano"}
+        Which engine computes the pass (the theano engine on the CPU).
 
     Returns
     -------
     numpy.ndarray
         float32 array of shape (N, 10); each row sums to 1.
     """
+    if engine == "theano":
+        from . import theano_engine
+
+        if isinstance(weights, (str, os.PathLike)):
+            weights = load_weights(weights, model)
+        return theano_engine.predict_proba(weights, np.asarray(X), model, batch_size)
+    if engine != "pytorch":
+        raise MnistCnnError(f"unknown engine {engine!r}; choose pytorch or theano")
     dev = resolve_device(device)
     net = _network(weights, model, dev)
     X = as_tensor(X, dev, torch.float32)

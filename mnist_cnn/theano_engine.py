@@ -8,14 +8,17 @@ mean categorical cross-entropy, ``grad``, Lasagne's Nesterov momentum updates, a
 compiled functions: ``train_fn(inputs, targets) -> loss`` (applying the updates) and
 ``val_fn(inputs, targets) -> [loss, accuracy]``.
 
-PyTensor has no convolution op for 4-D batches, so :func:`true_conv2d` is one written
-here (with its gradients): Lasagne's true convolution computed as a matrix product of
-image patches (im2col) with numpy's BLAS. Max-pooling is built from PyTensor's own
-reshape and max; dropout draws its masks from PyTensor's random streams.
+PyTensor has no convolution or pooling op for 4-D batches, so :func:`true_conv2d` and
+:func:`max_pool_2x2` are Ops written here, with their gradients: Lasagne's true
+convolution as batched matrix products of image patches (im2col) with numpy's BLAS, and
+2x2 max-pooling as a reshape and a max. Dropout draws its masks from PyTensor's random
+generator; everything else is PyTensor's own.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +27,8 @@ import numpy as np
 from .errors import MnistCnnError
 from .networks import NetworkSpec, check_shapes, infer_spec, init_weights, parse_model_name
 
-__all__ = ["TheanoEngine", "predict_proba", "require_pytensor", "true_conv2d"]
+__all__ = ["TheanoEngine", "TheanoTrainer", "max_pool_2x2", "predict_proba", "require_pytensor",
+           "true_conv2d"]
 
 
 def require_pytensor() -> Any:
@@ -35,37 +39,42 @@ def require_pytensor() -> Any:
         raise MnistCnnError(
             "the theano engine needs PyTensor (Theano's maintained fork), which is not "
             "installed: pip install 'mnist-cnn[theano]' (or: pip install pytensor)") from None
+    # A pip-installed PyTensor finds no BLAS to link its C code to, and warns at length
+    # the first time it looks. It does not matter here: the convolutions and PyTensor's
+    # own matrix products both run on numpy's BLAS. Look once, quietly (it is cached).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        _ = pytensor.config.blas__ldflags
     return pytensor
 
 
-# ----------------------------------------------------------- convolution in numpy
+# --------------------------------------------------- convolution and pooling in numpy
 
-def _patches(x: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """im2col: (N, C, H, W) -> (N*H'*W', C*rows*cols) patches, and (N, H', W')."""
+def _patches(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """im2col: (N, C, H, W) -> (N, C*rows*cols, H'*W') image patches, one per column."""
     windows = np.lib.stride_tricks.sliding_window_view(x, (rows, cols), axis=(2, 3))
-    n, _, out_h, out_w = windows.shape[:4]
-    flat = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * out_h * out_w, -1)
-    return flat, (n, out_h, out_w)
+    n, channels, out_h, out_w = windows.shape[:4]
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, channels * rows * cols,
+                                                       out_h * out_w)
 
 
 def _kernel_matrix(W: np.ndarray) -> np.ndarray:
     """Lasagne's kernels, rotated by 180 degrees (true convolution), as (F, C*r*c)."""
-    return W[:, :, ::-1, ::-1].reshape(W.shape[0], -1)
+    return np.ascontiguousarray(W[:, :, ::-1, ::-1]).reshape(W.shape[0], -1)
 
 
 def conv_forward(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     """True 2-D convolution, 'valid' mode: (N, C, H, W) * (F, C, r, c) -> (N, F, H', W')."""
-    patches, (n, out_h, out_w) = _patches(x, *W.shape[2:])
-    out = patches @ _kernel_matrix(W).T
-    return np.ascontiguousarray(out.reshape(n, out_h, out_w, -1).transpose(0, 3, 1, 2))
+    rows, cols = W.shape[2:]
+    out = np.matmul(_kernel_matrix(W), _patches(x, rows, cols))  # (N, F, H'*W')
+    return out.reshape(len(x), W.shape[0], x.shape[2] - rows + 1, -1)
 
 
 def conv_grad_weights(x: np.ndarray, grad_out: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Gradient of the loss with respect to the kernels, in Lasagne's layout."""
-    filters = shape[0]
-    patches, _ = _patches(x, *shape[2:])
-    g = grad_out.transpose(0, 2, 3, 1).reshape(-1, filters)
-    flipped = (g.T @ patches).reshape(shape)
+    patches = _patches(x, *shape[2:])
+    g = grad_out.reshape(len(grad_out), shape[0], -1)  # (N, F, H'*W')
+    flipped = np.matmul(g, patches.transpose(0, 2, 1)).sum(axis=0).reshape(shape)
     return np.ascontiguousarray(flipped[:, :, ::-1, ::-1])
 
 
@@ -73,9 +82,8 @@ def conv_grad_inputs(grad_out: np.ndarray, W: np.ndarray, in_shape: Sequence[int
     """Gradient of the loss with respect to the input (col2im of the patch gradients)."""
     filters, channels, rows, cols = W.shape
     n, _, out_h, out_w = grad_out.shape
-    g = grad_out.transpose(0, 2, 3, 1).reshape(-1, filters)
-    patches = (g @ _kernel_matrix(W)).reshape(n, out_h, out_w, channels, rows, cols)
-    patches = patches.transpose(0, 3, 4, 5, 1, 2)  # (N, C, r, c, H', W')
+    g = grad_out.reshape(n, filters, -1)
+    patches = np.matmul(_kernel_matrix(W).T, g).reshape(n, channels, rows, cols, out_h, out_w)
     grad_in = np.zeros(in_shape, dtype=grad_out.dtype)
     for i in range(rows):
         for j in range(cols):
@@ -83,8 +91,36 @@ def conv_grad_inputs(grad_out: np.ndarray, W: np.ndarray, in_shape: Sequence[int
     return grad_in
 
 
-def _ops() -> tuple[type, type, type]:
-    """The three PyTensor Ops (defined on first use, so that PyTensor stays optional)."""
+def pool_forward(x: np.ndarray) -> np.ndarray:
+    """2x2 max-pooling, stride 2, border ignored: (N, C, H, W) -> (N, C, H//2, W//2)."""
+    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+    top = np.maximum(x[:, :, 0:h:2, 0:w:2], x[:, :, 0:h:2, 1:w:2])
+    bottom = np.maximum(x[:, :, 1:h:2, 0:w:2], x[:, :, 1:h:2, 1:w:2])
+    return np.maximum(top, bottom, out=top)
+
+
+def pool_grad(x: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """Gradient of 2x2 max-pooling: to the first maximum of each window (row by row).
+
+    Ties are common on MNIST: on the blank background every first-layer unit equals its
+    bias, so a window holds four equal maxima. The first one gets the gradient, as in
+    PyTorch and cuDNN (Theano's CPU pooling gave it to all four), so that both engines
+    take the same steps.
+    """
+    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+    pooled = pool_forward(x)
+    grad_in = np.zeros_like(x)
+    taken = np.zeros(pooled.shape, bool)
+    for a in (0, 1):
+        for b in (0, 1):
+            first = (x[:, :, a:h:2, b:w:2] == pooled) & ~taken
+            grad_in[:, :, a:h:2, b:w:2] = first * grad_out
+            taken |= first
+    return grad_in
+
+
+def _ops() -> dict[str, Any]:
+    """The PyTensor Ops (defined on first use, so that PyTensor stays optional)."""
     global _OPS
     if _OPS is None:
         require_pytensor()
@@ -92,6 +128,12 @@ def _ops() -> tuple[type, type, type]:
         from pytensor.graph.basic import Apply
         from pytensor.graph.op import Op
 
+        def tensor4(dtype: str) -> Any:
+            return pt.tensor(dtype=dtype, shape=(None,) * 4)
+
+        # The gradient Ops take the forward Op's inputs, never its outputs: PyTensor's
+        # elementwise fusion may copy the ReLU feeding them, and a gradient Op that used
+        # a forward output would then make it compute the forward pass again.
         class TrueConv2DOp(Op):
             """Lasagne's Conv2DLayer convolution (``flip_filters=True``), valid mode."""
 
@@ -99,13 +141,17 @@ def _ops() -> tuple[type, type, type]:
 
             def make_node(self, x, W):
                 x, W = pt.as_tensor_variable(x), pt.as_tensor_variable(W)
-                return Apply(self, [x, W], [pt.tensor4(dtype=x.dtype)])
+                return Apply(self, [x, W], [tensor4(x.dtype)])
 
             def perform(self, node, inputs, output_storage):
-                x, W = inputs
-                output_storage[0][0] = conv_forward(x, W).astype(x.dtype, copy=False)
+                output_storage[0][0] = conv_forward(*inputs).astype(inputs[0].dtype,
+                                                                    copy=False)
 
-            def grad(self, inputs, output_grads):
+            def infer_shape(self, fgraph, node, shapes):
+                (n, _, h, w), (f, _, r, c) = shapes
+                return [(n, f, h - r + 1, w - c + 1)]
+
+            def pullback(self, inputs, outputs, output_grads):
                 x, W = inputs
                 (g,) = output_grads
                 return [ConvGradInputsOp()(g, W, x), ConvGradWeightsOp()(x, g, W)]
@@ -115,11 +161,14 @@ def _ops() -> tuple[type, type, type]:
 
             def make_node(self, g, W, x):
                 g, W, x = (pt.as_tensor_variable(v) for v in (g, W, x))
-                return Apply(self, [g, W, x], [pt.tensor4(dtype=x.dtype)])
+                return Apply(self, [g, W, x], [tensor4(x.dtype)])
 
             def perform(self, node, inputs, output_storage):
                 g, W, x = inputs
-                output_storage[0][0] = conv_grad_inputs(g, W, x.shape).astype(x.dtype)
+                output_storage[0][0] = conv_grad_inputs(g, W, x.shape)
+
+            def infer_shape(self, fgraph, node, shapes):
+                return [shapes[2]]
 
             def connection_pattern(self, node):
                 return [[True], [True], [False]]  # x is used for its shape only
@@ -129,55 +178,99 @@ def _ops() -> tuple[type, type, type]:
 
             def make_node(self, x, g, W):
                 x, g, W = (pt.as_tensor_variable(v) for v in (x, g, W))
-                return Apply(self, [x, g, W], [pt.tensor4(dtype=W.dtype)])
+                return Apply(self, [x, g, W], [tensor4(W.dtype)])
 
             def perform(self, node, inputs, output_storage):
                 x, g, W = inputs
                 output_storage[0][0] = conv_grad_weights(x, g, W.shape).astype(W.dtype)
 
+            def infer_shape(self, fgraph, node, shapes):
+                return [shapes[2]]
+
             def connection_pattern(self, node):
                 return [[True], [True], [False]]  # W is used for its shape only
 
-        _OPS = (TrueConv2DOp, ConvGradInputsOp, ConvGradWeightsOp)
+        class MaxPool2x2Op(Op):
+            """Lasagne's MaxPool2DLayer(pool_size=2): stride 2, border ignored."""
+
+            __props__ = ()
+
+            def make_node(self, x):
+                x = pt.as_tensor_variable(x)
+                return Apply(self, [x], [tensor4(x.dtype)])
+
+            def perform(self, node, inputs, output_storage):
+                output_storage[0][0] = pool_forward(inputs[0])
+
+            def infer_shape(self, fgraph, node, shapes):
+                n, c, h, w = shapes[0]
+                return [(n, c, h // 2, w // 2)]
+
+            def pullback(self, inputs, outputs, output_grads):
+                (x,) = inputs
+                return [MaxPool2x2GradOp()(x, output_grads[0])]
+
+        class MaxPool2x2GradOp(Op):
+            __props__ = ()
+
+            def make_node(self, x, g):
+                x, g = (pt.as_tensor_variable(v) for v in (x, g))
+                return Apply(self, [x, g], [tensor4(x.dtype)])
+
+            def perform(self, node, inputs, output_storage):
+                output_storage[0][0] = pool_grad(*inputs)
+
+            def infer_shape(self, fgraph, node, shapes):
+                return [shapes[0]]
+
+        if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `grad`
+            for op in (TrueConv2DOp, MaxPool2x2Op):
+                op.grad = lambda self, inputs, grads: self.pullback(inputs, None, grads)
+        _OPS = {"conv": TrueConv2DOp(), "pool": MaxPool2x2Op()}
     return _OPS
 
 
-_OPS: tuple[type, type, type] | None = None
+_OPS: dict[str, Any] | None = None
 
 
 def true_conv2d(x: Any, W: Any) -> Any:
     """Symbolic true convolution of a 4-D batch with Lasagne-layout kernels."""
-    return _ops()[0]()(x, W)
+    return _ops()["conv"](x, W)
+
+
+def max_pool_2x2(x: Any) -> Any:
+    """Symbolic 2x2 max-pooling (stride 2, border ignored) of a 4-D batch."""
+    return _ops()["pool"](x)
 
 
 # ------------------------------------------------------------------ the graph
 
-def _build(spec: NetworkSpec, params: list, inputs: Any, deterministic: bool,
-           srng: Any) -> Any:
-    """The tutorial's network as one symbolic expression: softmax probabilities."""
+def _build(spec: NetworkSpec, params: list, inputs: Any, rng: Any = None) -> tuple[Any, Any]:
+    """The tutorial's network as one symbolic expression: softmax probabilities.
+
+    With a random generator ``rng`` the expression is the stochastic (training) one,
+    with dropout; without, the deterministic one. Returns the probabilities and the
+    generator after the last draw (to update the shared one with).
+    """
     import pytensor.tensor as pt
     from pytensor.tensor.special import softmax
 
     def dropout(h: Any, p: float) -> Any:
-        if deterministic or p == 0:
+        nonlocal rng
+        if rng is None or p == 0:
             return h
         retain = np.float32(1 - p)
-        mask = srng.binomial(1, retain, size=h.shape).astype("float32")
-        return h / retain * mask
+        rng, mask = rng.binomial(1, retain, size=h.shape)
+        return h / retain * mask.astype("float32")
 
     def relu(h: Any) -> Any:
         return pt.maximum(h, np.float32(0))
 
-    def pool(h: Any) -> Any:  # 2x2 max-pool, stride 2, border ignored
-        n, c, height, width = h.shape
-        h = h[:, :, : height // 2 * 2, : width // 2 * 2]
-        return h.reshape((n, c, height // 2, 2, width // 2, 2)).max(axis=(3, 5))
-
     p = params
     h = inputs
     if spec.kind == "cnn":
-        h = pool(relu(true_conv2d(h, p[0]) + p[1].dimshuffle("x", 0, "x", "x")))
-        h = pool(relu(true_conv2d(h, p[2]) + p[3].dimshuffle("x", 0, "x", "x")))
+        h = max_pool_2x2(relu(true_conv2d(h, p[0]) + p[1].dimshuffle("x", 0, "x", "x")))
+        h = max_pool_2x2(relu(true_conv2d(h, p[2]) + p[3].dimshuffle("x", 0, "x", "x")))
         h = relu(pt.dot(dropout(h.flatten(2), 0.5), p[4]) + p[5])
         logits = pt.dot(dropout(h, 0.5), p[6]) + p[7]
     else:
@@ -185,7 +278,7 @@ def _build(spec: NetworkSpec, params: list, inputs: Any, deterministic: bool,
         for i in range(0, len(p) - 2, 2):
             h = dropout(relu(pt.dot(h, p[i]) + p[i + 1]), spec.drop_hidden)
         logits = pt.dot(h, p[-2]) + p[-1]
-    return softmax(logits, axis=-1)
+    return softmax(logits, axis=-1), rng
 
 
 def _loss_and_accuracy(prediction: Any, targets: Any) -> tuple[Any, Any]:
@@ -223,7 +316,7 @@ class TheanoEngine:
                  dropout: bool = True, train: bool = True) -> None:
         pytensor = require_pytensor()
         import pytensor.tensor as pt
-        from pytensor.tensor.random.utils import RandomStream
+        from pytensor.tensor.random import shared_rng
 
         self.spec = parse_model_name(spec)
         if weights is None:
@@ -233,12 +326,17 @@ class TheanoEngine:
                        for i, w in enumerate(weights)]
         self.velocities = [pytensor.shared(np.zeros_like(w, dtype=np.float32))
                            for w in weights]
-        self.srng = RandomStream(seed)
+        self.rng = shared_rng(seed=seed, name="dropout_rng")
         inputs = pt.tensor4("inputs", dtype="float32")
         targets = pt.ivector("targets")
+        # Theano's own way of running a graph: compiled C code in a C virtual machine
+        # (PyTensor 3 would otherwise pick its Numba backend, which has to call the
+        # Python Ops here through object mode).
+        mode = pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_run")
 
         if train:
-            prediction = _build(self.spec, self.params, inputs, not dropout, self.srng)
+            prediction, next_rng = _build(self.spec, self.params, inputs,
+                                          self.rng if dropout else None)
             loss, _ = _loss_and_accuracy(prediction, targets)
             grads = pytensor.grad(loss, self.params)
             lr, m = np.float32(learning_rate), np.float32(momentum)
@@ -248,12 +346,16 @@ class TheanoEngine:
                 stepped = param - lr * grad
                 x = m * velocity + stepped - param
                 updates += [(velocity, x), (param, m * x + stepped)]
-            self.train_fn = pytensor.function([inputs, targets], loss, updates=updates)
+            if next_rng is not None:
+                updates.append((self.rng, next_rng))
+            self.train_fn = pytensor.function([inputs, targets], loss, updates=updates,
+                                              mode=mode)
 
-        test_prediction = _build(self.spec, self.params, inputs, True, self.srng)
+        test_prediction, _ = _build(self.spec, self.params, inputs)
         self.val_fn = pytensor.function([inputs, targets],
-                                        list(_loss_and_accuracy(test_prediction, targets)))
-        self.predict_fn = pytensor.function([inputs], test_prediction)
+                                        list(_loss_and_accuracy(test_prediction, targets)),
+                                        mode=mode)
+        self.predict_fn = pytensor.function([inputs], test_prediction, mode=mode)
 
     def get_weights(self) -> list[np.ndarray]:
         """The parameters, in Lasagne's layout and order."""
@@ -268,16 +370,14 @@ class TheanoEngine:
         for shared, value in zip(self.velocities, velocities or [], strict=False):
             shared.set_value(np.asarray(value, np.float32))
 
-    def rng_state(self) -> list[dict]:
-        """The states of the dropout streams' generators (JSON-ready)."""
-        return [rng.get_value(borrow=True).bit_generator.state
-                for rng, _ in self.srng.state_updates]
+    def rng_state(self) -> dict:
+        """The state of the dropout masks' generator (JSON-ready)."""
+        return self.rng.get_value(borrow=True).bit_generator.state
 
-    def set_rng_state(self, states: Sequence[dict]) -> None:
-        for (rng, _), state in zip(self.srng.state_updates, states, strict=True):
-            generator = rng.get_value(borrow=False)
-            generator.bit_generator.state = state
-            rng.set_value(generator, borrow=True)
+    def set_rng_state(self, state: dict) -> None:
+        generator = self.rng.get_value(borrow=False)
+        generator.bit_generator.state = state
+        self.rng.set_value(generator, borrow=True)
 
 
 def predict_proba(weights: Sequence[np.ndarray], X: np.ndarray,
@@ -288,3 +388,62 @@ def predict_proba(weights: Sequence[np.ndarray], X: np.ndarray,
     X = np.ascontiguousarray(X, np.float32)
     out = [engine.predict_fn(X[s:s + batch_size]) for s in range(0, len(X), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+
+class TheanoTrainer:
+    """The theano engine behind ``train(..., engine="theano")`` (same interface as the
+    PyTorch one in :mod:`mnist_cnn.train`): compiled functions fed with numpy batches."""
+
+    name = "theano"
+    device = "cpu"
+
+    def __init__(self, spec: NetworkSpec, seed: int, learning_rate: float, momentum: float,
+                 device: str, data: Sequence[np.ndarray]) -> None:
+        if str(device) not in ("auto", "cpu"):
+            raise MnistCnnError(f"the theano engine computes on the CPU (PyTensor's C "
+                                f"backend), not on {device!r}; use --device cpu or auto")
+        self.engine = TheanoEngine(spec, seed=seed, learning_rate=learning_rate,
+                                   momentum=momentum)
+        X_train, y_train, X_val, y_val = data
+        self.X, self.y = np.ascontiguousarray(X_train, np.float32), np.asarray(y_train, np.int32)
+        self.X_val = np.ascontiguousarray(X_val, np.float32)
+        self.y_val = np.asarray(y_val, np.int32)
+
+    def batches(self, indices: np.ndarray) -> np.ndarray:
+        return indices
+
+    def train_batch(self, index: np.ndarray) -> np.ndarray:
+        return self.engine.train_fn(self.X[index], self.y[index])
+
+    def read_losses(self, losses: list) -> np.ndarray:
+        return np.asarray(losses, np.float64)
+
+    def validate(self) -> Any:
+        return self.evaluate(self.X_val, self.y_val)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = 500) -> Any:
+        """Mean loss and accuracy over all examples, with the compiled ``val_fn``."""
+        from .results import Evaluation
+
+        X = np.ascontiguousarray(X, np.float32)
+        y = np.asarray(y, np.int32)
+        total_loss = correct = 0.0
+        for start in range(0, len(X), batch_size):
+            loss, accuracy = self.engine.val_fn(X[start:start + batch_size],
+                                                y[start:start + batch_size])
+            count = len(y[start:start + batch_size])
+            total_loss += float(loss) * count
+            correct += float(accuracy) * count
+        return Evaluation(total_loss / max(len(X), 1), correct / max(len(X), 1))
+
+    def get_state(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Weights and velocities (Lasagne layout), and the dropout generator's state
+        (its JSON text as bytes, so that a checkpoint holds only numeric arrays)."""
+        state = json.dumps(self.engine.rng_state()).encode()
+        return (self.engine.get_weights(), [v.get_value().copy() for v in self.engine.velocities],
+                np.frombuffer(state, np.uint8).copy())
+
+    def set_state(self, weights: Sequence[np.ndarray], velocities: Sequence[np.ndarray],
+                  dropout_state: np.ndarray) -> None:
+        self.engine.set_state(weights, velocities)
+        self.engine.set_rng_state(json.loads(np.asarray(dropout_state, np.uint8).tobytes()))

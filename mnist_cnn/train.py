@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,14 +26,14 @@ from .device import resolve_device
 from .errors import TrainingError, TrainingInterrupted
 from .inference import as_tensor, evaluate, evaluate_network, predict_proba
 from .model import LasagneNet, from_lasagne, to_lasagne
-from .networks import parse_model_name
+from .networks import NetworkSpec, parse_model_name
 from .results import EpochStats, Evaluation, TrainResult
 
 __all__ = ["EpochStats", "Evaluation", "NesterovMomentum", "TrainResult", "evaluate",
            "predict_proba", "train"]
 
 # Settings that must be equal to resume a run (num_epochs may grow).
-_RESUME_KEYS = ("model", "batch_size", "learning_rate", "momentum", "seed")
+_RESUME_KEYS = ("model", "engine", "batch_size", "learning_rate", "momentum", "seed")
 
 
 class NesterovMomentum:
@@ -103,6 +104,7 @@ def train(
     resume: bool = False,
     verbose: bool = True,
     progress: bool | None = None,
+    engine: str = "pytorch",
 ) -> TrainResult:
     """Train one of the tutorial's networks and return its weights and history.
 
@@ -137,6 +139,9 @@ def train(
         Print the tutorial's per-epoch report and the final test results.
     progress : bool, optional
         A progress bar inside each epoch; default: when standard error is a terminal.
+    engine : {"pytorch", "theano"}
+        PyTorch (default), or the tutorial's symbolic program on PyTensor (CPU only;
+        needs ``pip install 'mnist-cnn[theano]'``). Both give weights in the same layout.
 
     Returns
     -------
@@ -156,7 +161,6 @@ def train(
     >>> weights = result.weights  # doctest: +SKIP
     """
     spec = parse_model_name(model)
-    dev = resolve_device(device)
     X_train, y_train, X_val, y_val, X_test, y_test = (
         data if data is not None else load_dataset(data_dir))
     _check_settings(num_epochs, batch_size, learning_rate, momentum, len(X_train))
@@ -164,51 +168,43 @@ def train(
         raise TrainingError("resume=True needs the checkpoint file to resume from")
     if progress is None:
         progress = sys.stderr.isatty()
-    config = {"model": spec.name, "num_epochs": num_epochs, "batch_size": batch_size,
-              "learning_rate": learning_rate, "momentum": momentum, "seed": seed}
-
-    net = LasagneNet(spec, seed=seed).to(dev)
-    params = list(net.params)
-    updates = NesterovMomentum(params, learning_rate, momentum)
+    runner = _make_engine(engine, spec, seed, learning_rate, momentum, device,
+                          (X_train, y_train, X_val, y_val))
+    config = {"model": spec.name, "engine": runner.name, "num_epochs": num_epochs,
+              "batch_size": batch_size, "learning_rate": learning_rate,
+              "momentum": momentum, "seed": seed}
     order_rng = np.random.default_rng(seed)
-    dropout_rng = torch.Generator(device=dev)
-    dropout_rng.manual_seed(seed)
     history: list[EpochStats] = []
     if resume:
         state = load_checkpoint(checkpoint)
-        differ = [k for k in _RESUME_KEYS if state.config.get(k) != config[k]]
+        differ = [k for k in _RESUME_KEYS if state.config.get(k, "pytorch" if k == "engine"
+                                                                else None) != config[k]]
         if differ:
             raise TrainingError(
                 f"{checkpoint} was made with other settings ("
                 + ", ".join(f"{k}={state.config.get(k)!r} here {config[k]!r}" for k in differ)
                 + "); resume with the same settings or start a new run")
-        net.set_weights(state.weights)
-        for v, saved in zip(updates.velocities, state.velocities, strict=True):
-            v.copy_(from_lasagne(saved))
+        runner.set_state(state.weights, state.velocities, state.dropout_state)
         order_rng.bit_generator.state = state.shuffle_state
-        dropout_rng.set_state(torch.from_numpy(state.dropout_state))
         history = [EpochStats(**h) for h in state.history]
 
-    Xt, yt = as_tensor(X_train, dev, torch.float32), as_tensor(y_train, dev, torch.int64)
-    Xv, yv = as_tensor(X_val, dev, torch.float32), as_tensor(y_val, dev, torch.int64)
     epoch = saved = len(history)
     try:
         for epoch in range(len(history) + 1, num_epochs + 1):
             start = time.perf_counter()
-            batches = torch.from_numpy(
-                minibatch_indices(len(Xt), batch_size, shuffle=True, rng=order_rng)).to(dev)
-            train_loss = _train_epoch(net, params, updates, Xt, yt, batches, dropout_rng,
-                                      f"epoch {epoch}/{num_epochs}", progress, epoch)
-            val = evaluate_network(net, Xv, yv)
+            batches = runner.batches(
+                minibatch_indices(len(X_train), batch_size, shuffle=True, rng=order_rng))
+            train_loss = _train_epoch(runner, batches, f"epoch {epoch}/{num_epochs}",
+                                      progress, epoch)
+            val = runner.validate()
             stats = EpochStats(epoch, train_loss, val.loss, val.accuracy,
                                time.perf_counter() - start)
             history.append(stats)
             if checkpoint is not None:
+                weights, velocities, dropout_state = runner.get_state()
                 save_checkpoint(checkpoint, Checkpoint(
-                    config, epoch, net.get_weights(),
-                    [to_lasagne(v) for v in updates.velocities],
-                    order_rng.bit_generator.state, dropout_rng.get_state().numpy(),
-                    [asdict(h) for h in history]))
+                    config, epoch, weights, velocities, order_rng.bit_generator.state,
+                    dropout_state, [asdict(h) for h in history]))
                 saved = epoch
             if verbose:
                 _print_epoch(stats, num_epochs)
@@ -218,14 +214,13 @@ def train(
             checkpoint=checkpoint if (checkpoint is not None and saved) else None,
         ) from None
 
-    test = evaluate_network(net, as_tensor(X_test, dev, torch.float32),
-                            as_tensor(y_test, dev, torch.int64))
+    test = runner.evaluate(X_test, y_test)
     if verbose:
         print("Final results:")
         print(f"  test loss:\t\t\t{test.loss:.6f}")
         print(f"  test accuracy:\t\t{test.accuracy * 100:.2f} %", flush=True)
-    return TrainResult(spec.name, net.get_weights(), history, test.loss, test.accuracy,
-                       config, str(dev))
+    return TrainResult(spec.name, runner.get_state()[0], history, test.loss,
+                       test.accuracy, config, runner.device, runner.name)
 
 
 def _interrupted_message(epoch: int, num_epochs: int,
@@ -238,34 +233,98 @@ def _interrupted_message(epoch: int, num_epochs: int,
     return f"{text}; no checkpoint file was set, so it cannot be resumed"
 
 
-def _train_epoch(net: LasagneNet, params: list[torch.Tensor], updates: NesterovMomentum,
-                 X: torch.Tensor, y: torch.Tensor, batches: torch.Tensor,
-                 dropout_rng: torch.Generator, desc: str, progress: bool,
-                 epoch: int) -> float:
-    """One pass of Nesterov updates; returns the mean of the batch losses."""
+def _train_epoch(runner: Any, batches: Any, desc: str, progress: bool, epoch: int) -> float:
+    """One pass of updates over the batches; returns the mean of the batch losses."""
     from tqdm.auto import tqdm
 
-    net.train()
     n_batches = len(batches)
-    losses = torch.empty(n_batches, device=X.device)
-    # Checking the loss syncs with the device, so it is done only now and then.
+    losses: list[Any] = []
+    values = np.empty(0)
+    # Reading the losses syncs with the device, so it is done only now and then.
     check_every = 50
     with tqdm(total=n_batches, desc=desc, unit="batch", leave=False,
               disable=not progress, file=sys.stderr) as bar:
         for i, index in enumerate(batches):
-            loss = F.cross_entropy(net(X[index], dropout_rng), y[index])
-            grads = torch.autograd.grad(loss, params)
-            updates.step(grads)
-            losses[i] = loss.detach()
+            losses.append(runner.train_batch(index))
             if (i + 1) % check_every == 0 or i + 1 == n_batches:
-                done = losses[: i + 1]
-                finite = torch.isfinite(done)
-                if not bool(finite.all()):
-                    bad = int((~finite).nonzero()[0])
+                values = np.concatenate([values, runner.read_losses(losses[len(values):])])
+                bad = np.flatnonzero(~np.isfinite(values))
+                if bad.size:
                     raise TrainingError(
-                        f"the training loss became {float(done[bad])} in epoch {epoch}, "
-                        f"batch {bad + 1} of {n_batches}; training stopped (try a lower "
+                        f"the training loss became {values[bad[0]]} in epoch {epoch}, "
+                        f"batch {bad[0] + 1} of {n_batches}; training stopped (try a lower "
                         "learning rate); the last checkpoint holds the previous epoch")
-                bar.set_postfix(loss=f"{float(done[-check_every:].mean()):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{values[-check_every:].mean():.4f}", refresh=False)
                 bar.update(i + 1 - bar.n)
-    return float(losses.mean())
+    return float(values.mean())
+
+
+class TorchEngine:
+    """The PyTorch engine: the tutorial's training step on a CPU, CUDA or MPS device.
+
+    The training and validation data are moved to the device once; mini-batches are
+    cut from them by index.
+    """
+
+    name = "pytorch"
+
+    def __init__(self, spec: NetworkSpec, seed: int, learning_rate: float, momentum: float,
+                 device: str, data: Sequence[np.ndarray]) -> None:
+        dev = resolve_device(device)
+        self.device = str(dev)
+        self.net = LasagneNet(spec, seed=seed).to(dev)
+        self.params = list(self.net.params)
+        self.updates = NesterovMomentum(self.params, learning_rate, momentum)
+        self.dropout_rng = torch.Generator(device=dev)
+        self.dropout_rng.manual_seed(seed)
+        X_train, y_train, X_val, y_val = data
+        self.X, self.y = as_tensor(X_train, dev, torch.float32), as_tensor(y_train, dev,
+                                                                             torch.int64)
+        self.X_val = as_tensor(X_val, dev, torch.float32)
+        self.y_val = as_tensor(y_val, dev, torch.int64)
+
+    def batches(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(indices).to(self.device)
+
+    def train_batch(self, index: torch.Tensor) -> torch.Tensor:
+        self.net.train()
+        loss = F.cross_entropy(self.net(self.X[index], self.dropout_rng), self.y[index])
+        self.updates.step(torch.autograd.grad(loss, self.params))
+        return loss.detach()
+
+    def read_losses(self, losses: list[torch.Tensor]) -> np.ndarray:
+        return torch.stack(losses).double().cpu().numpy()
+
+    def validate(self) -> Evaluation:
+        return evaluate_network(self.net, self.X_val, self.y_val)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> Evaluation:
+        dev = torch.device(self.device)
+        return evaluate_network(self.net, as_tensor(X, dev, torch.float32),
+                                as_tensor(y, dev, torch.int64))
+
+    def get_state(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Weights and velocities (Lasagne layout), and the dropout generator's state."""
+        return (self.net.get_weights(), [to_lasagne(v) for v in self.updates.velocities],
+                self.dropout_rng.get_state().numpy())
+
+    def set_state(self, weights: Sequence[np.ndarray], velocities: Sequence[np.ndarray],
+                  dropout_state: np.ndarray) -> None:
+        self.net.set_weights(weights)
+        for v, saved in zip(self.updates.velocities, velocities, strict=True):
+            v.copy_(from_lasagne(saved))
+        self.dropout_rng.set_state(torch.from_numpy(np.asarray(dropout_state, np.uint8)))
+
+
+ENGINES = ("pytorch", "theano")
+
+
+def _make_engine(engine: str, spec: NetworkSpec, seed: int, learning_rate: float,
+                 momentum: float, device: str, data: Sequence[np.ndarray]) -> Any:
+    if engine == "pytorch":
+        return TorchEngine(spec, seed, learning_rate, momentum, device, data)
+    if engine == "theano":
+        from .theano_engine import TheanoTrainer
+
+        return TheanoTrainer(spec, seed, learning_rate, momentum, device, data)
+    raise TrainingError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
