@@ -9,6 +9,8 @@ Examples
 >>> X_train, y_train, X_val, y_val, X_test, y_test = load_dataset()  # doctest: +SKIP
 >>> result = train("cnn", num_epochs=5)  # doctest: +SKIP
 >>> weights = result.weights  # doctest: +SKIP
+>>> predict("my_digit.jpg")[0].digit  # doctest: +SKIP
+7
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ _LAZY = {
     "save_weights": "weights",
     "load_weights": "weights",
     "read_metadata": "weights",
+    "predict": "predict",
+    "preprocess_image": "predict",
 }
 
 __all__ = [

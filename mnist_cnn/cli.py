@@ -30,11 +30,11 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="where to compute; auto picks CUDA when present (default: auto)")
 
 
-def _add_engine(parser: argparse.ArgumentParser) -> None:
+def _add_engine(parser: argparse.ArgumentParser, default: str | None = "pytorch") -> None:
     parser.add_argument(
-        "--engine", default="pytorch", choices=["pytorch", "theano"],
+        "--engine", default=default, choices=["pytorch", "theano"],
         help="pytorch, or theano: the tutorial's symbolic program on PyTensor, on the CPU "
-             "(needs pip install 'mnist-cnn[theano]') (default: pytorch)")
+             "(needs pip install 'mnist-cnn[theano]') [default: pytorch]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of init, shuffling and dropout [default: 0]")
     _add_device(p)
-    _add_engine(p)
+    _add_engine(p, default=None)  # None: pytorch, or the checkpoint's when resuming
     p.add_argument("--out", default="run", metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is in --out (settings not "
@@ -141,9 +141,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 _TRAIN_DEFAULTS = {"model": "cnn", "epochs": 5, "batch_size": 50, "lr": 0.01,
-                   "momentum": 0.9, "seed": 0}
+                   "momentum": 0.9, "seed": 0, "engine": "pytorch"}
 _CHECKPOINT_KEYS = {"model": "model", "epochs": "num_epochs", "batch_size": "batch_size",
-                    "lr": "learning_rate", "momentum": "momentum", "seed": "seed"}
+                    "lr": "learning_rate", "momentum": "momentum", "seed": "seed",
+                    "engine": "engine"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -156,7 +157,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = dict(_TRAIN_DEFAULTS)
     if args.resume:
         saved = load_checkpoint(checkpoint)
-        settings.update({k: saved.config[key] for k, key in _CHECKPOINT_KEYS.items()})
+        settings.update({k: saved.config[key] for k, key in _CHECKPOINT_KEYS.items()
+                         if key in saved.config})
         print(f"Resuming {checkpoint} after epoch {saved.epoch}")
     settings.update({k: v for k in settings if (v := getattr(args, k)) is not None})
     try:
@@ -164,7 +166,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        batch_size=settings["batch_size"], learning_rate=settings["lr"],
                        momentum=settings["momentum"], seed=settings["seed"],
                        device=args.device, data_dir=args.data_dir, checkpoint=checkpoint,
-                       resume=args.resume, engine=args.engine)
+                       resume=args.resume, engine=settings["engine"])
     except ValueError as exc:  # a bad --model name
         raise MnistCnnError(str(exc)) from None
     paths = save_run(out, result)

@@ -1,4 +1,7 @@
-"""Train the tutorial's networks exactly as its ``main()`` does, on PyTorch.
+"""Train the tutorial's networks exactly as its ``main()`` does.
+
+The engine is PyTorch (:class:`TorchEngine`), or PyTensor with ``engine="theano"``
+(:mod:`mnist_cnn.theano_engine`); the epoch loop here is the same for both.
 
 Mean cross-entropy of the softmax output; Lasagne's ``nesterov_momentum`` updates;
 the training set shuffled every epoch with the last incomplete batch dropped; a
@@ -177,12 +180,12 @@ def train(
     history: list[EpochStats] = []
     if resume:
         state = load_checkpoint(checkpoint)
-        differ = [k for k in _RESUME_KEYS if state.config.get(k, "pytorch" if k == "engine"
-                                                                else None) != config[k]]
+        saved_config = {"engine": "pytorch", **state.config}
+        differ = [k for k in _RESUME_KEYS if saved_config.get(k) != config[k]]
         if differ:
             raise TrainingError(
                 f"{checkpoint} was made with other settings ("
-                + ", ".join(f"{k}={state.config.get(k)!r} here {config[k]!r}" for k in differ)
+                + ", ".join(f"{k}={saved_config.get(k)!r} here {config[k]!r}" for k in differ)
                 + "); resume with the same settings or start a new run")
         runner.set_state(state.weights, state.velocities, state.dropout_state)
         order_rng.bit_generator.state = state.shuffle_state

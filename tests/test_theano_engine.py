@@ -129,13 +129,19 @@ def test_one_epoch_of_the_cnn_with_the_theano_engine_reaches_97_percent(te, mnis
     assert result.history[0].val_accuracy >= 0.97
 
 
-def test_cli_trains_with_the_theano_engine_and_records_it(te, mnist_dir, tmp_path):
+def test_cli_trains_with_the_theano_engine_records_it_and_resumes_it(te, mnist_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_cnn", "train", "--engine", "theano", "--model",
          "custom_mlp:1,32,0.2,0.5", "--epochs", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "model.json").read_text())["engine"] == "theano"
+    proc = subprocess.run(  # resuming takes the engine from the checkpoint
+        [sys.executable, "-m", "mnist_cnn", "train", "--resume", "--epochs", "2", "--out",
+         str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["engine"] == "theano" and meta["epochs"] == 2
 
 
 def test_asking_for_the_engine_without_pytensor_says_how_to_install_it(tmp_path):
