@@ -42,6 +42,8 @@ _TARGET_STROKE = 2.8
 _THIN_STROKE = 2.0
 #: MNIST's mean centre of mass, in pixel-index coordinates (measured: 13.99, 14.00).
 _CENTRE = 14.0
+#: Up to this many images, ``predict(device="auto")`` uses numpy instead of PyTorch.
+_NUMPY_MAX_IMAGES = 256
 
 
 class ImageError(MnistCnnError):
@@ -388,7 +390,9 @@ def predict(images: Any, weights: Sequence[np.ndarray] | str | os.PathLike | Non
     top : int
         How many digits to list in ``Prediction.top``.
     device : str
-        ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        ``auto``, ``cpu``, ``cuda`` or ``mps``. With ``auto``, up to 256 images are
+        classified by a numpy forward pass (no PyTorch import: a fast start), more by
+        PyTorch (on CUDA when present).
 
     Returns
     -------
@@ -405,12 +409,23 @@ def predict(images: Any, weights: Sequence[np.ndarray] | str | os.PathLike | Non
     >>> [p.digit for p in predict(["three.png", "seven.jpg"])]  # doctest: +SKIP
     [3, 7]
     """
-    from .inference import predict_proba
-
     inputs, names = _as_inputs(images)
     if weights is None:
         weights = bundled_weights_path()
-    proba = predict_proba(weights, inputs, device=device) if len(inputs) else np.zeros((0, 10))
+    if device == "auto" and len(inputs) <= _NUMPY_MAX_IMAGES:
+        # A few images: numpy's forward pass is as fast, and PyTorch need not be imported
+        # (about a second of a one-image `mnist-cnn predict`).
+        from .kernels import forward
+        from .networks import infer_spec
+        from .weights import load_weights
+
+        if isinstance(weights, (str, os.PathLike)):
+            weights = load_weights(weights)
+        proba = forward(weights, inputs, infer_spec(weights))
+    else:
+        from .inference import predict_proba
+
+        proba = predict_proba(weights, inputs, device=device)
     results = []
     for name, x, p in zip(names, inputs, proba, strict=True):
         order = np.argsort(-p, kind="stable")[: max(1, top)]

@@ -42,33 +42,6 @@ def perturbed(model: str, seed: int = 1, gain: float = 1.0) -> list[np.ndarray]:
             for w in init_weights(model, seed)]
 
 
-def test_convolution_and_its_gradients_equal_pytorch_autograd(te):
-    rng = np.random.default_rng(0)
-    x, W = rng.random((3, 4, 11, 10)), rng.normal(size=(5, 4, 3, 2))
-    grad_out = rng.normal(size=(3, 5, 9, 9))
-    tx = torch.tensor(x, requires_grad=True)
-    tW = torch.tensor(W, requires_grad=True)
-    out = torch.nn.functional.conv2d(tx, tW.flip((2, 3)))  # a true convolution
-    out.backward(torch.tensor(grad_out))
-    np.testing.assert_allclose(te.conv_forward(x, W), out.detach().numpy(), atol=1e-12)
-    np.testing.assert_allclose(te.conv_grad_weights(x, grad_out, W.shape), tW.grad.numpy(),
-                               atol=1e-12)
-    np.testing.assert_allclose(te.conv_grad_inputs(grad_out, W, x.shape), tx.grad.numpy(),
-                               atol=1e-12)
-
-
-def test_max_pool_and_its_gradient_equal_pytorch_ties_included(te):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 3, 9, 8))  # odd height: the border row is ignored
-    x[:, :, :4, :4] = 0.5  # ties: the gradient goes to the first maximum only
-    grad_out = rng.normal(size=(2, 3, 4, 4))
-    tx = torch.tensor(x, requires_grad=True)
-    out = torch.nn.functional.max_pool2d(tx, 2)
-    out.backward(torch.tensor(grad_out))
-    np.testing.assert_array_equal(te.pool_forward(x), out.detach().numpy())
-    np.testing.assert_array_equal(te.pool_grad(x, grad_out), tx.grad.numpy())
-
-
 @pytest.mark.parametrize("model", MODELS)
 def test_both_engines_give_the_same_probabilities(te, mnist, model):
     weights = perturbed(model, gain=3.0)  # confident, so that outputs differ per digit
