@@ -126,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-preprocessed", metavar="DIR",
                    help="also write the 28x28 image the network saw, enlarged, to DIR")
     _add_device(p)
+
+    p = sub.add_parser(
+        "bench", help="measure speed against the plain PyTorch way",
+        description="Measure, in one run: training images/s at batch 50 and 500 for the "
+                    "plain PyTorch loop (DataLoader, nn.Sequential, SGD) and for this "
+                    "project's trainer; inference images/s; the machine's matrix-multiply "
+                    "rate; one `mnist-cnn predict` as a fresh process; load_dataset() cold "
+                    "and warm.")
+    p.add_argument("--quick", action="store_true",
+                   help="a few batches only: checks that it runs, not speed")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_data_dir(p)
     return parser
 
 
@@ -328,8 +340,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import format_table, run_benchmark
+
+    results = run_benchmark(quick=args.quick, data_dir=args.data_dir)
+    print(json.dumps(results, indent=2) if args.json else format_table(results))
+    return 0
+
+
 _COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
-             "visualize": _cmd_visualize, "predict": _cmd_predict}
+             "visualize": _cmd_visualize, "predict": _cmd_predict, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
