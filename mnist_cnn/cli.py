@@ -188,21 +188,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from .data import load_dataset
-    from .inference import predict_proba
+    from .inference import evaluation_from_proba, predict_proba
     from .weights import load_weights
 
     weights = load_weights(args.weights)
     *_, X_test, y_test = load_dataset(args.data_dir)
     proba = predict_proba(weights, X_test, device=args.device, engine=args.engine)
     predicted = proba.argmax(1)
-    picked = proba[np.arange(len(y_test)), y_test]
-    loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
+    result = evaluation_from_proba(proba, y_test)
     print(f"Weights: {args.weights}")
-    print(f"  test loss:\t\t\t{loss:.6f}")
-    print(f"  test accuracy:\t\t{(predicted == y_test).mean() * 100:.2f} %")
+    print(f"  test loss:\t\t\t{result.loss:.6f}")
+    print(f"  test accuracy:\t\t{result.accuracy * 100:.2f} %")
     print("  digit  correct  total  accuracy")
     for digit in range(10):
         mask = y_test == digit

@@ -33,6 +33,7 @@ __all__ = [
     "default_cache_dir",
     "default_data_dir",
     "download_mnist",
+    "file_digest",
     "find_mnist_files",
     "iterate_minibatches",
     "load_dataset",
@@ -153,7 +154,8 @@ def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 # --------------------------------------------------------------------- verification
 
-def _digest(path: Path, algorithm: str) -> str:
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """Hex digest of a file's bytes (``algorithm``: a hashlib name such as ``"md5"``)."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -169,7 +171,7 @@ def _check(path: Path, spec: MnistFile) -> str | None:
     )
     try:
         found_size = path.stat().st_size
-        found = _digest(path, algorithm) if found_size == size else None
+        found = file_digest(path, algorithm) if found_size == size else None
     except OSError as exc:
         return f"{path} cannot be read ({exc.strerror or exc})"
     if found == digest:
@@ -200,9 +202,10 @@ def find_mnist_files(data_dir: str | os.PathLike | None = None) -> dict[str, Pat
     DataError
         If a file is missing or corrupt; the message names each one.
     """
-    found, problems = _scan(_resolve_data_dir(data_dir))
+    folder = _resolve_data_dir(data_dir)
+    found, problems = _scan(folder)
     if problems:
-        raise DataError(_problems_message(problems, _resolve_data_dir(data_dir)))
+        raise DataError(_problems_message(problems, folder))
     return found
 
 

@@ -16,7 +16,7 @@ from .networks import NetworkSpec, infer_spec
 from .results import Evaluation
 from .weights import load_weights
 
-__all__ = ["evaluate", "predict_proba"]
+__all__ = ["evaluate", "evaluation_from_proba", "predict_proba"]
 
 WeightsLike = Sequence[np.ndarray] | str | os.PathLike
 
@@ -62,6 +62,14 @@ def evaluate_network(net: LasagneNet, X: torch.Tensor, y: torch.Tensor,
     return Evaluation(float(total_loss) / n, int(correct) / n)
 
 
+def evaluation_from_proba(proba: np.ndarray, y: np.ndarray) -> Evaluation:
+    """Mean cross-entropy and accuracy of given class probabilities (N, 10) for labels y."""
+    y = np.asarray(y, np.int64)
+    picked = np.maximum(proba[np.arange(len(y)), y], np.finfo(np.float32).tiny)
+    return Evaluation(float(-np.log(picked.astype(np.float64)).mean()),
+                      float((proba.argmax(axis=1) == y).mean()))
+
+
 def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
              model: str | NetworkSpec | None = None, device: str = "auto",
              batch_size: int = 1000, engine: str = "pytorch") -> Evaluation:
@@ -95,11 +103,8 @@ def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
     0.9888
     """
     if engine != "pytorch":
-        proba = predict_proba(weights, X, model, device, batch_size, engine)
-        y = np.asarray(y, np.int64)
-        picked = np.maximum(proba[np.arange(len(y)), y], np.finfo(np.float32).tiny)
-        return Evaluation(float(-np.log(picked.astype(np.float64)).mean()),
-                          float((proba.argmax(axis=1) == y).mean()))
+        return evaluation_from_proba(predict_proba(weights, X, model, device, batch_size,
+                                                   engine), y)
     dev = resolve_device(device)
     net = _network(weights, model, dev)
     return evaluate_network(net, as_tensor(X, dev, torch.float32),

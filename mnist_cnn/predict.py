@@ -273,9 +273,9 @@ def _place(digit: np.ndarray) -> np.ndarray:
     com_r, com_c = ndimage.center_of_mass(digit)
     top = int(np.clip(round(_CENTRE - com_r), 0, 28 - h))
     left = int(np.clip(round(_CENTRE - com_c), 0, 28 - w))
-    field = np.zeros((28, 28), np.float32)
-    field[top:top + h, left:left + w] = digit
-    return field
+    canvas = np.zeros((28, 28), np.float32)
+    canvas[top:top + h, left:left + w] = digit
+    return canvas
 
 
 def preprocess_image(src: Any) -> np.ndarray:
@@ -323,8 +323,8 @@ def preprocess_image(src: Any) -> np.ndarray:
     width = _stroke_width(digit)
     if width / scale < _THIN_STROKE:
         digit = _crop(_thicken(digit, width, _TARGET_STROKE * scale))
-    field = _place(_fit_box(digit, 20))
-    return (np.round(field * 255) / 256).astype(np.float32)
+    canvas = _place(_fit_box(digit, 20))
+    return (np.round(canvas * 255) / 256).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- predictions

@@ -9,7 +9,6 @@ hashes) goes to ``model.json`` beside it. Loading never unpickles anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
+from .data import file_digest
 from .errors import WeightsError
 from .networks import NetworkSpec, check_shapes, infer_spec, parse_model_name
 
@@ -91,20 +91,12 @@ def save_weights(path: str | os.PathLike, result_or_weights: Any,
     check_shapes(weights, parse_model_name(meta["model"]))
     with atomic_write(path) as f:
         np.savez(f, *weights)
-    meta["weights_sha256"] = _sha256(path)
+    meta["weights_sha256"] = file_digest(path, "sha256")
     meta["param_shapes"] = [list(w.shape) for w in weights]
     with atomic_write(sidecar_path(path), text=True) as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
     return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -132,7 +124,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     if not isinstance(meta, dict):
         raise WeightsError(f"{side}: the sidecar must hold a JSON object")
     expected = meta.get("weights_sha256")
-    if expected and Path(path).is_file() and expected != _sha256(Path(path)):
+    if expected and Path(path).is_file() and expected != file_digest(path, "sha256"):
         return None
     return meta
 
