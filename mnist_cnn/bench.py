@@ -28,6 +28,7 @@ TRAIN_IMAGES = 50_000
 _WARMUP = 3
 
 
+
 def _reference_model() -> Any:
     import torch
     from torch import nn
@@ -45,13 +46,29 @@ def _reference_model() -> Any:
     return model
 
 
-def _reference_train(X: np.ndarray, y: np.ndarray, batch_size: int, batches: int) -> float:
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _training_data(data_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
+    from .data import load_dataset
+
+    X, y = load_dataset(data_dir)[:2]
+    return np.ascontiguousarray(X), np.asarray(y)
+
+
+def _reference_train(data_dir: str | os.PathLike | None, batch_size: int, batches: int,
+                     device: str) -> float:
     """Images per second of the documentation-style training loop."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    model = _reference_model()
+    X, y = _training_data(data_dir)
+    model = _reference_model().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loader = DataLoader(TensorDataset(torch.from_numpy(X), torch.from_numpy(y).long()),
                         batch_size=batch_size, shuffle=True, drop_last=True)
@@ -59,69 +76,105 @@ def _reference_train(X: np.ndarray, y: np.ndarray, batch_size: int, batches: int
     done, start = -_WARMUP, 0.0
     for inputs, targets in loader:
         if done == 0:
+            _sync(device)
             start = time.perf_counter()
+        inputs, targets = inputs.to(device), targets.to(device)
         optimizer.zero_grad()
         F.cross_entropy(model(inputs), targets).backward()
         optimizer.step()
         done += 1
         if done == batches:
             break
+    _sync(device)
     return done * batch_size / (time.perf_counter() - start)
 
 
-def _our_train(X: np.ndarray, y: np.ndarray, batch_size: int, batches: int) -> float:
+def _our_train(data_dir: str | os.PathLike | None, batch_size: int, batches: int,
+               device: str) -> float:
     """Images per second of this project's training step (the engine that train() runs)."""
     from .data import minibatch_indices
     from .networks import parse_model_name
     from .train import TorchEngine
 
-    engine = TorchEngine(parse_model_name("cnn"), 0, 0.01, 0.9, "cpu", (X, y, X[:1], y[:1]))
+    X, y = _training_data(data_dir)
+    engine = TorchEngine(parse_model_name("cnn"), 0, 0.01, 0.9, device, (X, y, X[:1], y[:1]))
     order = engine.batches(minibatch_indices(len(X), batch_size, shuffle=True, rng=0))
-    for index in order[:_WARMUP]:
-        engine.train_batch(index)
-    losses = []
+    warmup = _WARMUP + engine.warmup_steps  # a CUDA graph is captured in the warm-up
+    engine.read_losses([engine.train_batch(batch) for batch in order[:warmup]])
     start = time.perf_counter()
-    for index in order[_WARMUP:_WARMUP + batches]:
-        losses.append(engine.train_batch(index))
+    losses = [engine.train_batch(batch) for batch in order[warmup:warmup + batches]]
     engine.read_losses(losses)
-    return batches * batch_size / (time.perf_counter() - start)
+    return len(losses) * batch_size / (time.perf_counter() - start)
 
 
-def _reference_inference(X: np.ndarray) -> float:
+def _reference_inference(data_dir: str | os.PathLike | None, n: int, device: str) -> float:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    model = _reference_model().eval()
+    X = _training_data(data_dir)[0][:n]
+    model = _reference_model().to(device).eval()
     with torch.no_grad():
-        model(torch.from_numpy(X[:1000]))  # warm-up
+        model(torch.from_numpy(X[:1000]).to(device))  # warm-up
+    _sync(device)
     start = time.perf_counter()
     with torch.no_grad():
-        for (inputs,) in DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=1000):
-            torch.softmax(model(inputs), dim=1)
-    return len(X) / (time.perf_counter() - start)
+        out = [torch.softmax(model(inputs.to(device)), dim=1).cpu()
+               for (inputs,) in DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=1000)]
+    assert sum(len(o) for o in out) == n
+    return n / (time.perf_counter() - start)
 
 
-def _our_inference(X: np.ndarray) -> float:
+def _our_inference(data_dir: str | os.PathLike | None, n: int, device: str) -> float:
     from .inference import predict_proba
     from .networks import init_weights
 
+    X = _training_data(data_dir)[0][:n]
     weights = init_weights("cnn")
-    predict_proba(weights, X[:1000], device="cpu")  # warm-up
+    predict_proba(weights, X[:1000], device=device)  # warm-up
     start = time.perf_counter()
-    predict_proba(weights, X, device="cpu", batch_size=1000)
-    return len(X) / (time.perf_counter() - start)
+    proba = predict_proba(weights, X, device=device)
+    assert proba.shape == (n, 10)
+    return n / (time.perf_counter() - start)
 
 
-def _matmul_gflops(size: int, repeats: int) -> float:
-    """The machine's float32 matrix-multiply rate through PyTorch (GFLOP/s)."""
+def _matmul_gflops(size: int, repeats: int, device: str) -> float:
+    """The machine's float32 matrix-multiply rate through PyTorch (GFLOP/s, no TF32)."""
     import torch
 
-    a, b = torch.rand(size, size), torch.rand(size, size)
+    a = torch.rand(size, size, device=device)
+    b = torch.rand(size, size, device=device)
     torch.mm(a, b)
+    _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
+    _sync(device)
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _five_epochs_in_process(data_dir: str | os.PathLike | None, device: str) -> dict:
+    """The blog's run (5 epochs at batch 50, validation each epoch, final test) timed."""
+    from .data import load_dataset
+    from .train import train
+
+    data = load_dataset(data_dir)
+    start = time.perf_counter()
+    result = train("cnn", num_epochs=5, batch_size=50, device=device, data=data,
+                   verbose=False, progress=False)
+    return {"wall_s": time.perf_counter() - start, "test_accuracy": result.test_accuracy,
+            "epoch_s": [h.seconds for h in result.history]}
+
+
+def _fresh(function: Any, *args: Any) -> Any:
+    """Run one measurement in a fresh Python process: nothing carries over from another.
+
+    This project's trainer tunes the process's memory allocator (see
+    :func:`mnist_cnn.device.keep_freed_memory`); the reference must not profit from it.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
 
 
 def _timed_process(args: list[str], env: dict[str, str]) -> float:
@@ -130,8 +183,12 @@ def _timed_process(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def run_benchmark(quick: bool = False, data_dir: str | os.PathLike | None = None) -> dict:
+def run_benchmark(quick: bool = False, data_dir: str | os.PathLike | None = None,
+                  device: str = "auto") -> dict:
     """Measure everything in one run; returns a JSON-ready dict of figures.
+
+    Each training and inference measurement runs in a fresh process, the reference
+    and this project's alike.
 
     Parameters
     ----------
@@ -139,30 +196,46 @@ def run_benchmark(quick: bool = False, data_dir: str | os.PathLike | None = None
         A few batches of each (checks that everything runs, not speed).
     data_dir : str or path-like, optional
         Where the MNIST files are (see :func:`mnist_cnn.load_dataset`).
+    device : str
+        ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``. On CUDA the report adds
+        the blog's 5-epoch run, timed in this process and as a fresh ``mnist-cnn train``
+        process.
+
+    Returns
+    -------
+    dict
+        ``training`` (per batch size), ``inference``, ``matmul_gflops`` and the rest;
+        :func:`format_table` prints it.
     """
     from PIL import Image
 
     from .data import load_dataset
+    from .device import resolve_device
 
-    X_train, y_train, _, _, X_test, _ = load_dataset(data_dir)
-    X_train = np.ascontiguousarray(X_train)
-    y_train = np.asarray(y_train)
-    n_inference = 2000 if quick else 10000
-    results: dict[str, Any] = {"quick": quick, "cpu_threads": _threads(), "training": {}}
+    device = str(resolve_device(device))
+    cuda = device.startswith("cuda")
+    X_test = load_dataset(data_dir)[4]
+    results: dict[str, Any] = {"quick": quick, "device": _device_name(device),
+                               "cpu_threads": _threads(), "training": {}}
     for batch_size in (50, 500):
-        batches = 2 if quick else 20_000 // batch_size  # 20,000 images of each
-        ref = _reference_train(X_train, y_train, batch_size, batches)
-        ours = _our_train(X_train, y_train, batch_size, batches)
+        batches = 2 if quick else (100_000 if cuda else 20_000) // batch_size
+        ref = _fresh(_reference_train, data_dir, batch_size, batches, device)
+        ours = _fresh(_our_train, data_dir, batch_size, batches, device)
         results["training"][str(batch_size)] = {
             "batches": batches, "reference_images_per_s": ref, "ours_images_per_s": ours,
             "ratio": ours / ref, "reference_s_per_epoch": TRAIN_IMAGES / ref,
             "ours_s_per_epoch": TRAIN_IMAGES / ours,
             "ours_gflops": ours * TRAIN_FLOP_PER_IMAGE / 1e9}
-    X = np.ascontiguousarray(X_test[:n_inference])
-    ref, ours = _reference_inference(X), _our_inference(X)
+    n_inference = 2000 if quick else (50_000 if cuda else 10_000)
+    ref = _fresh(_reference_inference, data_dir, n_inference, device)
+    ours = _fresh(_our_inference, data_dir, n_inference, device)
     results["inference"] = {"images": n_inference, "reference_images_per_s": ref,
                             "ours_images_per_s": ours, "ratio": ours / ref}
-    rate = _matmul_gflops(512 if quick else 2048, 3 if quick else 10)
+    if cuda:
+        size = 2048 if quick else 8192
+    else:
+        size = 512 if quick else 2048
+    rate = _fresh(_matmul_gflops, size, 3 if quick else 10, device)
     results["matmul_gflops"] = rate
     results["epoch_s_at_matmul_rate"] = TRAIN_IMAGES * TRAIN_FLOP_PER_IMAGE / (rate * 1e9)
 
@@ -177,7 +250,27 @@ def run_benchmark(quick: bool = False, data_dir: str | os.PathLike | None = None
         load = [sys.executable, "-c", "from mnist_cnn import load_dataset; load_dataset()"]
         results["load_dataset_cold_s"] = _timed_process(load, env)
         results["load_dataset_warm_s"] = _timed_process(load, env)
+        if cuda and not quick:
+            results["five_epochs"] = _fresh(_five_epochs_in_process, data_dir, device)
+            train = [sys.executable, "-m", "mnist_cnn", "train", "--device", device,
+                     "--out", str(Path(tmp) / "run")]
+            results["five_epochs"]["fresh_process_wall_s"] = _timed_process(train, env)
     return results
+
+
+def _device_name(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores"
 
 
 def _threads() -> int:
@@ -188,7 +281,8 @@ def _threads() -> int:
 
 def format_table(r: dict) -> str:
     """The figures of :func:`run_benchmark` as a Markdown table."""
-    rows = ["| measure | reference (plain PyTorch) | mnist-cnn | ratio |",
+    rows = [f"Device: {r['device']}", "",
+            "| measure | reference (plain PyTorch) | mnist-cnn | ratio |",
             "|---|---|---|---|"]
     for batch_size, t in r["training"].items():
         rows.append(f"| training, batch {batch_size}: images/s (s/epoch) | "
@@ -210,4 +304,11 @@ def format_table(r: dict) -> str:
         f"- PyTorch threads: {r['cpu_threads']}" + (" (quick mode: not a measure of speed)"
                                                    if r["quick"] else ""),
     ]
+    if "five_epochs" in r:
+        f = r["five_epochs"]
+        rows.append(f"- the blog's 5-epoch run (batch 50, validation each epoch, final test): "
+                    f"{f['wall_s']:.2f} s in `train()` (epochs: "
+                    + ", ".join(f"{s:.2f}" for s in f["epoch_s"])
+                    + f" s; test accuracy {f['test_accuracy'] * 100:.2f} %), "
+                    f"{f['fresh_process_wall_s']:.2f} s as a fresh `mnist-cnn train` process")
     return "\n".join(rows)

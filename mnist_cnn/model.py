@@ -15,7 +15,7 @@ reproducible without touching PyTorch's global random state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def to_lasagne(tensor: torch.Tensor) -> np.ndarray:
         t = t.flip((2, 3))
     elif t.ndim == 2:
         t = t.t()
-    return np.ascontiguousarray(t.numpy())
+    return np.array(t.numpy(), order="C")  # a copy: never a view of a live parameter
 
 
 def from_lasagne(array: np.ndarray) -> torch.Tensor:
@@ -55,12 +55,28 @@ def from_lasagne(array: np.ndarray) -> torch.Tensor:
     return t.contiguous()
 
 
-def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Lasagne's DropoutLayer (rescale=True): keep with prob 1-p, scale kept by 1/(1-p)."""
+def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None,
+             masks: Iterator[torch.Tensor] | None) -> torch.Tensor:
+    """Lasagne's DropoutLayer (rescale=True): keep with prob 1-p, scale kept by 1/(1-p).
+
+    The mask is the next of ``masks`` when given, else drawn from ``generator``.
+    """
     if p == 0:
         return x
-    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator)
+    if masks is not None:
+        mask = next(masks)
+    else:
+        mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator)
     return x * mask / (1.0 - p)
+
+
+def _conv_pool_relu(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Lasagne's Conv2DLayer (ReLU) then MaxPool2DLayer(2), as conv, pool, then ReLU.
+
+    ReLU after the pooling gives the same numbers as Lasagne's conv-ReLU-pool (ReLU is
+    monotone, so it commutes with max), on a quarter of the values.
+    """
+    return F.relu(F.max_pool2d(F.conv2d(x, W, b), 2))
 
 
 class LasagneNet(nn.Module):
@@ -91,34 +107,42 @@ class LasagneNet(nn.Module):
         check_shapes(weights, self.spec)
         self.params = nn.ParameterList(nn.Parameter(from_lasagne(w)) for w in weights)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for a batch of shape (N, 1, 28, 28).
 
-        In training mode dropout is applied with masks drawn from ``generator``; in
-        eval mode the pass is deterministic (Lasagne's ``deterministic=True``).
+        In training mode dropout is applied with ``masks`` (one 0/1 tensor per dropout
+        layer, shaped as :meth:`dropout_shapes` says) or, without them, with masks drawn
+        from ``generator``; in eval mode the pass is deterministic (Lasagne's
+        ``deterministic=True``).
         """
         p = list(self.params)
         drop = self.training
+        given = iter(masks) if masks is not None else None
         if self.spec.kind == "cnn":
-            # ReLU after the pooling: the same numbers as Lasagne's conv-ReLU-pool (ReLU is
-            # monotone, so it commutes with max), on a quarter of the values.
-            x = F.relu(F.max_pool2d(F.conv2d(x, p[0], p[1]), 2))
-            x = F.relu(F.max_pool2d(F.conv2d(x, p[2], p[3]), 2))
-            x = x.flatten(1)
+            x = _conv_pool_relu(_conv_pool_relu(x, p[0], p[1]), p[2], p[3]).flatten(1)
             if drop:
-                x = _dropout(x, 0.5, generator)
+                x = _dropout(x, 0.5, generator, given)
             x = F.relu(F.linear(x, p[4], p[5]))
             if drop:
-                x = _dropout(x, 0.5, generator)
+                x = _dropout(x, 0.5, generator, given)
             return F.linear(x, p[6], p[7])
-        if drop:
-            x = _dropout(x, self.spec.drop_input, generator)
         x = x.flatten(1)
+        if drop:
+            x = _dropout(x, self.spec.drop_input, generator, given)
         for i in range(0, len(p) - 2, 2):
             x = F.relu(F.linear(x, p[i], p[i + 1]))
             if drop:
-                x = _dropout(x, self.spec.drop_hidden, generator)
+                x = _dropout(x, self.spec.drop_hidden, generator, given)
         return F.linear(x, p[-2], p[-1])
+
+    def dropout_shapes(self, batch_size: int) -> list[tuple[tuple[int, int], float]]:
+        """Shape and drop probability of each dropout mask of a training batch, in order."""
+        if self.spec.kind == "cnn":
+            return [((batch_size, 512), 0.5), ((batch_size, 256), 0.5)]
+        shapes = [((batch_size, 784), self.spec.drop_input)]
+        shapes += [((batch_size, self.spec.width), self.spec.drop_hidden)] * self.spec.depth
+        return [(shape, p) for shape, p in shapes if p > 0]
 
     def get_weights(self) -> list[np.ndarray]:
         """The parameters as a list of float32 arrays in Lasagne's layout and order."""

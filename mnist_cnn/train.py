@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import load_dataset, minibatch_indices
-from .device import resolve_device
+from .device import exact_float32, keep_freed_memory, resolve_device
 from .errors import TrainingError, TrainingInterrupted
 from .inference import as_tensor, evaluate, evaluate_network, predict_proba
 from .model import LasagneNet, from_lasagne, to_lasagne
@@ -68,9 +68,14 @@ class NesterovMomentum:
     def step(self, grads: Sequence[torch.Tensor]) -> None:
         """Apply one update with the given gradients (same order as ``params``)."""
         lr, m = self.learning_rate, self.momentum
-        for p, v, g in zip(self.params, self.velocities, grads, strict=True):
-            v.mul_(m).sub_(g, alpha=lr)
-            p.sub_(g, alpha=lr).add_(v, alpha=m)
+        grads = list(grads)
+        if len(grads) != len(self.params):
+            raise ValueError(f"{len(grads)} gradients for {len(self.params)} parameters")
+        # One multi-tensor kernel per line instead of one per parameter; the same math.
+        torch._foreach_mul_(self.velocities, m)
+        torch._foreach_add_(self.velocities, grads, alpha=-lr)
+        torch._foreach_add_(self.params, grads, alpha=-lr)
+        torch._foreach_add_(self.params, self.velocities, alpha=m)
 
 
 def _check_settings(num_epochs: int, batch_size: int, learning_rate: float,
@@ -267,14 +272,26 @@ class TorchEngine:
 
     The training and validation data are moved to the device once; mini-batches are
     cut from them by index.
+
+    With ``resident=True`` (the default on CUDA) each epoch's batch order and dropout
+    masks are drawn ahead, on the device, and a device-side step counter picks each
+    batch and stores each loss, so no step waits for the host. On CUDA that step is
+    then captured once as a CUDA graph and replayed (``graphs=False`` runs it eagerly).
+    The masks come from the same seeded generator, in another order than the default
+    path's, so a resident run is reproducible but not bit-identical to a default one.
     """
 
     name = "pytorch"
+    #: Eager steps run before a CUDA graph is captured (cuDNN and cuBLAS set-up).
+    warmup_steps = 3
 
     def __init__(self, spec: NetworkSpec, seed: int, learning_rate: float, momentum: float,
-                 device: str, data: Sequence[np.ndarray]) -> None:
+                 device: str, data: Sequence[np.ndarray], resident: bool | None = None,
+                 graphs: bool = True) -> None:
         dev = resolve_device(device)
         self.device = str(dev)
+        if dev.type == "cpu":
+            keep_freed_memory()
         self.net = LasagneNet(spec, seed=seed).to(dev)
         self.params = list(self.net.params)
         self.updates = NesterovMomentum(self.params, learning_rate, momentum)
@@ -285,26 +302,77 @@ class TorchEngine:
                                                                              torch.int64)
         self.X_val = as_tensor(X_val, dev, torch.float32)
         self.y_val = as_tensor(y_val, dev, torch.int64)
+        self.resident = dev.type == "cuda" if resident is None else resident
+        self.graphs = graphs and self.resident and dev.type == "cuda"
+        self._epoch: _EpochBuffers | None = None
+        self._graph: Any = None
 
-    def batches(self, indices: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(indices).to(self.device)
+    def batches(self, indices: np.ndarray) -> Sequence[Any]:
+        """The epoch's batches, given their example indices (one row per batch)."""
+        order = torch.from_numpy(indices).to(self.device)
+        if not self.resident:
+            return order
+        if self._epoch is None or self._epoch.order.shape != order.shape:
+            self._epoch = _EpochBuffers(order, self.net.dropout_shapes(order.shape[1]))
+            self._graph = None
+        self._epoch.start(order, self.dropout_rng)
+        return range(len(order))
 
-    def train_batch(self, index: torch.Tensor) -> torch.Tensor:
+    def train_batch(self, batch: Any) -> Any:
+        """One update; returns a handle on its loss for :meth:`read_losses`."""
         self.net.train()
-        loss = F.cross_entropy(self.net(self.X[index], self.dropout_rng), self.y[index])
-        self.updates.step(torch.autograd.grad(loss, self.params))
-        return loss.detach()
+        with exact_float32():
+            if not self.resident:
+                loss = F.cross_entropy(self.net(self.X[batch], self.dropout_rng),
+                                       self.y[batch])
+                self.updates.step(torch.autograd.grad(loss, self.params))
+                return loss.detach()
+            if not self.graphs:
+                self._resident_step()
+            elif self._graph is not None:
+                self._graph.replay()
+            elif batch < self.warmup_steps:
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    self._resident_step()
+                torch.cuda.current_stream(self.device).wait_stream(side)
+            else:
+                self._graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self._graph):
+                    self._resident_step()
+                self._graph.replay()
+        return batch
 
-    def read_losses(self, losses: list[torch.Tensor]) -> np.ndarray:
+    def _resident_step(self) -> None:
+        """The update of the batch the step counter points at; no host synchronisation."""
+        epoch = self._epoch
+        step = epoch.step
+        index = epoch.order.index_select(0, step).view(-1)
+        masks = [m.index_select(0, step).view(m.shape[1:]) for m in epoch.masks]
+        loss = F.cross_entropy(self.net(self.X.index_select(0, index), masks=masks),
+                               self.y.index_select(0, index))
+        self.updates.step(torch.autograd.grad(loss, self.params))
+        epoch.losses.index_copy_(0, step, loss.detach().view(1))
+        step.add_(1)
+
+    def read_losses(self, losses: list[Any]) -> np.ndarray:
+        """The losses behind handles from :meth:`train_batch` (waits for the device)."""
+        if not losses:
+            return np.empty(0)
+        if self.resident:
+            return self._epoch.losses[losses[0]:losses[-1] + 1].double().cpu().numpy()
         return torch.stack(losses).double().cpu().numpy()
 
     def validate(self) -> Evaluation:
-        return evaluate_network(self.net, self.X_val, self.y_val)
+        with exact_float32():
+            return evaluate_network(self.net, self.X_val, self.y_val)
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> Evaluation:
         dev = torch.device(self.device)
-        return evaluate_network(self.net, as_tensor(X, dev, torch.float32),
-                                as_tensor(y, dev, torch.int64))
+        with exact_float32():
+            return evaluate_network(self.net, as_tensor(X, dev, torch.float32),
+                                    as_tensor(y, dev, torch.int64))
 
     def get_state(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """Weights and velocities (Lasagne layout), and the dropout generator's state."""
@@ -313,10 +381,36 @@ class TorchEngine:
 
     def set_state(self, weights: Sequence[np.ndarray], velocities: Sequence[np.ndarray],
                   dropout_state: np.ndarray) -> None:
+        # In place: a captured CUDA graph keeps reading the same tensors.
         self.net.set_weights(weights)
         for v, saved in zip(self.updates.velocities, velocities, strict=True):
             v.copy_(from_lasagne(saved))
         self.dropout_rng.set_state(torch.from_numpy(np.asarray(dropout_state, np.uint8)))
+
+
+class _EpochBuffers:
+    """Device tensors of one epoch for the resident step; refilled in place each epoch.
+
+    ``order`` (batches, batch size) holds the example indices, ``masks`` one 0/1 tensor
+    (batches, *shape) per dropout layer, ``losses`` the loss of each batch, and ``step``
+    the number of the next batch.
+    """
+
+    def __init__(self, order: torch.Tensor,
+                 dropout_shapes: Sequence[tuple[tuple[int, ...], float]]) -> None:
+        n, dev = len(order), order.device
+        self.order = torch.empty_like(order)
+        self.keep = [1.0 - p for _, p in dropout_shapes]
+        self.masks = [torch.empty((n, *shape), device=dev) for shape, _ in dropout_shapes]
+        self.losses = torch.zeros(n, device=dev)
+        self.step = torch.zeros(1, dtype=torch.int64, device=dev)
+
+    def start(self, order: torch.Tensor, generator: torch.Generator) -> None:
+        """New order, new masks (drawn layer by layer), counter back to batch 0."""
+        self.order.copy_(order)
+        for mask, keep in zip(self.masks, self.keep, strict=True):
+            mask.bernoulli_(keep, generator=generator)
+        self.step.zero_()
 
 
 ENGINES = ("pytorch", "theano")

@@ -74,3 +74,13 @@ def test_dropout_masks_follow_the_generator_seed():
     b = net(x, torch.Generator().manual_seed(3))
     c = net(x, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_weights_read_from_a_network_are_copies_not_views_of_its_parameters():
+    net = LasagneNet("cnn")
+    weights = net.get_weights()
+    with torch.no_grad():
+        for p in net.params:
+            p.add_(1.0)
+    for before, after in zip(weights, net.get_weights(), strict=True):
+        np.testing.assert_allclose(after, before + 1.0)

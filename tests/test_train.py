@@ -114,3 +114,69 @@ def test_one_epoch_of_the_cnn_at_batch_50_reaches_97_percent(mnist):
     assert check.loss == pytest.approx(result.test_loss, rel=1e-5)
     proba = predict_proba(result.weights, X_test[:100])
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+
+
+def _by_hand(data, seed, order, masks):
+    """The plain training step, run by hand over ``order`` with the given dropout masks."""
+    import torch.nn.functional as F
+
+    from mnist_cnn.model import LasagneNet
+
+    X, y = torch.from_numpy(np.ascontiguousarray(data[0])), torch.from_numpy(data[1]).long()
+    net = LasagneNet("cnn", seed=seed)
+    updates = NesterovMomentum(list(net.params), 0.01, 0.9)
+    losses = []
+    for i, index in enumerate(torch.from_numpy(order)):
+        loss = F.cross_entropy(net(X[index], masks=[m[i] for m in masks]), y[index])
+        updates.step(torch.autograd.grad(loss, list(net.params)))
+        losses.append(loss.item())
+    return net.get_weights(), np.array(losses)
+
+
+@pytest.mark.mnist
+def test_resident_step_equals_the_plain_step_given_the_same_masks(mnist):
+    """The step that CUDA graphs capture, run eagerly on the CPU: same numbers, bit for bit."""
+    from mnist_cnn.data import minibatch_indices
+    from mnist_cnn.networks import parse_model_name
+    from mnist_cnn.train import TorchEngine
+
+    data = small_data(mnist, n_train=600)
+    engine = TorchEngine(parse_model_name("cnn"), 3, 0.01, 0.9, "cpu", data[:4],
+                         resident=True)
+    order = minibatch_indices(600, 100, shuffle=True, rng=3)
+    losses = engine.read_losses([engine.train_batch(b) for b in engine.batches(order)])
+    masks = [m.clone() for m in engine._epoch.masks]
+    assert [tuple(m.shape) for m in masks] == [(6, 100, 512), (6, 100, 256)]
+    assert 0.4 < float(masks[0].mean()) < 0.6  # keep probability 0.5
+    weights, expected = _by_hand(data, 3, order, masks)
+    np.testing.assert_array_equal(losses, expected)
+    for ours, theirs in zip(engine.get_state()[0], weights, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.mnist
+def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
+    from mnist_cnn.data import minibatch_indices
+    from mnist_cnn.networks import parse_model_name
+    from mnist_cnn.train import TorchEngine
+
+    data = small_data(mnist, n_train=600)
+    orders = [minibatch_indices(600, 100, shuffle=True, rng=s) for s in (1, 2)]
+
+    def engine():
+        return TorchEngine(parse_model_name("cnn"), 5, 0.01, 0.9, "cpu", data[:4],
+                           resident=True)
+
+    def epoch(e, order):
+        return e.read_losses([e.train_batch(b) for b in e.batches(order)])
+
+    straight = engine()
+    epoch(straight, orders[0])
+    state = straight.get_state()
+    second = epoch(straight, orders[1])
+    resumed = engine()
+    resumed.set_state(*state)
+    np.testing.assert_array_equal(epoch(resumed, orders[1]), second)
+    for a, b in zip(resumed.get_state()[0], straight.get_state()[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.validate() == straight.validate()

@@ -1,0 +1,61 @@
+"""The CUDA path: graph capture, full float32, agreement with the CPU.
+
+These run where PyTorch sees a CUDA GPU and are skipped elsewhere (CI has none). The
+step that the graph captures is tested on the CPU in test_train.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_cnn import predict_proba, train
+from mnist_cnn.data import minibatch_indices
+from mnist_cnn.networks import parse_model_name
+from mnist_cnn.predict import bundled_weights_path
+from mnist_cnn.train import TorchEngine
+from mnist_cnn.weights import load_weights
+
+pytestmark = [pytest.mark.mnist, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                    reason="needs a CUDA GPU")]
+
+
+def _epoch(engine, order):
+    return engine.read_losses([engine.train_batch(b) for b in engine.batches(order)])
+
+
+def test_cuda_graph_replay_gives_the_eager_steps_numbers_bit_for_bit(mnist):
+    data = (mnist[0][:5000], mnist[1][:5000], mnist[2][:500], mnist[3][:500])
+    order = minibatch_indices(5000, 50, shuffle=True, rng=0)
+    runs = []
+    for graphs in (True, False):
+        engine = TorchEngine(parse_model_name("cnn"), 0, 0.01, 0.9, "cuda", data,
+                             graphs=graphs)
+        assert engine.resident and engine.graphs == graphs
+        losses = _epoch(engine, order)
+        assert (engine._graph is not None) == graphs
+        runs.append((losses, engine.get_state()[0]))
+    (graph_losses, graph_w), (eager_losses, eager_w) = runs
+    np.testing.assert_array_equal(graph_losses, eager_losses)
+    for a, b in zip(graph_w, eager_w, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cuda_training_reaches_97_percent_in_one_epoch_with_identical_repeats(mnist):
+    runs = [train("cnn", num_epochs=1, seed=0, device="cuda", data=mnist, verbose=False)
+            for _ in range(2)]
+    assert runs[0].device.startswith("cuda")
+    assert runs[0].history[0].val_accuracy >= 0.97
+    for a, b in zip(runs[0].weights, runs[1].weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cuda_inference_agrees_with_the_cpu_in_full_float32(mnist):
+    """TF32 would miss this tolerance: it rounds the inputs of each product to 10 bits."""
+    weights = load_weights(bundled_weights_path())
+    X = mnist[4][:3000]
+    on_gpu = predict_proba(weights, X, device="cuda")
+    on_cpu = predict_proba(weights, X, device="cpu")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=2e-5)
+    assert (on_gpu.argmax(1) == on_cpu.argmax(1)).all()
