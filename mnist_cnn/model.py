@@ -76,7 +76,19 @@ def _conv_pool_relu(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.
     ReLU after the pooling gives the same numbers as Lasagne's conv-ReLU-pool (ReLU is
     monotone, so it commutes with max), on a quarter of the values.
     """
-    return F.relu(F.max_pool2d(F.conv2d(x, W, b), 2))
+    return F.relu(_max_pool_2x2(F.conv2d(x, W, b)))
+
+
+def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pooling with stride 2, the last odd row and column ignored (Lasagne's
+    ``ignore_border=True``)."""
+    if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+        return F.max_pool2d(x, 2)
+    # Without gradients PyTorch's CPU max_pool2d still computes the argmax indices; the
+    # maximum of four strided views gives the same values, 5 to 6 times faster.
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    return torch.maximum(torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
+                         torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]))
 
 
 class LasagneNet(nn.Module):

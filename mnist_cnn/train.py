@@ -130,10 +130,12 @@ def train(
     learning_rate, momentum : float
         Nesterov momentum settings (the tutorial's 0.01 and 0.9).
     seed : int
-        Seeds the initialisation, the shuffling and the dropout masks: on a CPU the
-        same seed gives identical weights.
+        Seeds the initialisation, the shuffling and the dropout masks: on a CPU, or on
+        one CUDA GPU, the same seed gives identical weights.
     device : str
-        ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``. On
+        CUDA the data stay on the GPU and each step is a replayed CUDA graph (see
+        :class:`TorchEngine`), in full float32.
     data : sequence of numpy.ndarray, optional
         ``(X_train, y_train, X_val, y_val, X_test, y_test)``; default
         :func:`mnist_cnn.load_dataset` from ``data_dir``.

@@ -84,3 +84,15 @@ def test_weights_read_from_a_network_are_copies_not_views_of_its_parameters():
             p.add_(1.0)
     for before, after in zip(weights, net.get_weights(), strict=True):
         np.testing.assert_allclose(after, before + 1.0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 24, 24), (2, 3, 9, 7)])
+def test_pooling_without_gradients_equals_torch_max_pool_ties_and_odd_sizes(shape):
+    from mnist_cnn.model import _max_pool_2x2
+
+    x = torch.randn(shape)
+    x[0, :, :4] = 0.25  # windows of four equal values, as on MNIST's blank background
+    with torch.no_grad():
+        assert torch.equal(_max_pool_2x2(x), torch.nn.functional.max_pool2d(x, 2))
+    x.requires_grad_()
+    assert _max_pool_2x2(x).grad_fn is not None  # with gradients: PyTorch's own pooling
