@@ -28,7 +28,6 @@ TRAIN_IMAGES = 50_000
 _WARMUP = 3
 
 
-
 def _reference_model() -> Any:
     import torch
     from torch import nn

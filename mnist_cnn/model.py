@@ -80,8 +80,7 @@ def _conv_pool_relu(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.
 
 
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """2x2 max-pooling with stride 2, the last odd row and column ignored (Lasagne's
-    ``ignore_border=True``)."""
+    """2x2 max-pooling, stride 2; an odd last row or column is ignored (``ignore_border``)."""
     if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
         return F.max_pool2d(x, 2)
     # Without gradients PyTorch's CPU max_pool2d still computes the argmax indices; the
