@@ -116,14 +116,14 @@ def test_one_epoch_of_the_cnn_at_batch_50_reaches_97_percent(mnist):
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
 
 
-def _by_hand(data, seed, order, masks):
+def _by_hand(model, data, seed, order, masks):
     """The plain training step, run by hand over ``order`` with the given dropout masks."""
     import torch.nn.functional as F
 
     from mnist_cnn.model import LasagneNet
 
     X, y = torch.from_numpy(np.ascontiguousarray(data[0])), torch.from_numpy(data[1]).long()
-    net = LasagneNet("cnn", seed=seed)
+    net = LasagneNet(model, seed=seed)
     updates = NesterovMomentum(list(net.params), 0.01, 0.9)
     losses = []
     for i, index in enumerate(torch.from_numpy(order)):
@@ -134,21 +134,26 @@ def _by_hand(data, seed, order, masks):
 
 
 @pytest.mark.mnist
-def test_resident_step_equals_the_plain_step_given_the_same_masks(mnist):
+@pytest.mark.parametrize("model, shapes, keep", [
+    ("cnn", [(6, 100, 512), (6, 100, 256)], [0.5, 0.5]),
+    ("custom_mlp:2,64,0.2,0.5", [(6, 100, 784), (6, 100, 64), (6, 100, 64)], [0.8, 0.5, 0.5]),
+])
+def test_resident_step_equals_the_plain_step_given_the_same_masks(mnist, model, shapes, keep):
     """The step that CUDA graphs capture, run eagerly on the CPU: same numbers, bit for bit."""
     from mnist_cnn.data import minibatch_indices
     from mnist_cnn.networks import parse_model_name
     from mnist_cnn.train import TorchEngine
 
     data = small_data(mnist, n_train=600)
-    engine = TorchEngine(parse_model_name("cnn"), 3, 0.01, 0.9, "cpu", data[:4],
+    engine = TorchEngine(parse_model_name(model), 3, 0.01, 0.9, "cpu", data[:4],
                          resident=True)
     order = minibatch_indices(600, 100, shuffle=True, rng=3)
     losses = engine.read_losses([engine.train_batch(b) for b in engine.batches(order)])
     masks = [m.clone() for m in engine._epoch.masks]
-    assert [tuple(m.shape) for m in masks] == [(6, 100, 512), (6, 100, 256)]
-    assert 0.4 < float(masks[0].mean()) < 0.6  # keep probability 0.5
-    weights, expected = _by_hand(data, 3, order, masks)
+    assert [tuple(m.shape) for m in masks] == shapes
+    for mask, p_keep in zip(masks, keep, strict=True):
+        assert abs(float(mask.mean()) - p_keep) < 0.05
+    weights, expected = _by_hand(model, data, 3, order, masks)
     np.testing.assert_array_equal(losses, expected)
     for ours, theirs in zip(engine.get_state()[0], weights, strict=True):
         np.testing.assert_array_equal(ours, theirs)
