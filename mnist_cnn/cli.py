@@ -30,6 +30,10 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="where to compute; auto picks CUDA when present (default: auto)")
 
 
+def _add_weights_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
+
+
 def _add_engine(parser: argparse.ArgumentParser, default: str | None = "pytorch") -> None:
     parser.add_argument(
         "--engine", default=default, choices=["pytorch", "theano"],
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test loss, accuracy and per-digit counts",
                        description="Evaluate a weights file (ours or the original "
                                    "tutorial's model.npz) on the 10,000 MNIST test images.")
-    p.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
+    _add_weights_file(p)
     _add_device(p)
     _add_engine(p)
     _add_data_dir(p)
@@ -98,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and misclassified.png to --out, and print their paths. Works on the "
                     "original tutorial's model.npz too; an MLP gets the figures that do "
                     "not need convolution layers.")
-    p.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
+    _add_weights_file(p)
     p.add_argument("--out", default="figures", metavar="DIR",
                    help="output folder (default: figures)")
     p.add_argument("--image", default="random", metavar="INDEX|random",
@@ -190,7 +194,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-
     from .data import load_dataset
     from .inference import evaluation_from_proba, predict_proba
     from .weights import load_weights
@@ -214,6 +217,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_visualize(args: argparse.Namespace) -> int:
     from .data import load_dataset
+    from .inference import predict_proba
     from .networks import infer_spec
     from .viz import (
         plot_confusion,
@@ -247,9 +251,10 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     else:
         print("Skipping history.png: the weights have no sidecar with a training history")
     *_, X_test, y_test = load_dataset(args.data_dir)
-    figures["confusion.png"] = lambda: plot_confusion(weights, X_test, y_test, args.device)
+    proba = predict_proba(weights, X_test, device=args.device)  # for both figures
+    figures["confusion.png"] = lambda: plot_confusion(weights, X_test, y_test, proba=proba)
     figures["misclassified.png"] = lambda: plot_misclassified(weights, X_test, y_test,
-                                                              device=args.device)
+                                                              proba=proba)
     for name, make in figures.items():
         print(save_figure(make(), out / name))
     return 0

@@ -56,6 +56,8 @@ def evaluate_network(net: LasagneNet, X: torch.Tensor, y: torch.Tensor,
                      batch_size: int = 1000) -> Evaluation:
     """Mean cross-entropy and accuracy of ``net`` over tensors already on its device.
 
+    Computed in full float32 (see :func:`mnist_cnn.device.exact_float32`).
+
     All examples count (the tutorial's batches of 500 divide 10,000 exactly, so its
     mean of batch means is the same number).
     """
@@ -63,11 +65,12 @@ def evaluate_network(net: LasagneNet, X: torch.Tensor, y: torch.Tensor,
     net.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=X.device)
     correct = torch.zeros((), dtype=torch.int64, device=X.device)
-    for start in range(0, len(X), batch_size):
-        logits = net(X[start:start + batch_size])
-        target = y[start:start + batch_size]
-        total_loss += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
+    with exact_float32():
+        for start in range(0, len(X), batch_size):
+            logits = net(X[start:start + batch_size])
+            target = y[start:start + batch_size]
+            total_loss += F.cross_entropy(logits, target, reduction="sum")
+            correct += (logits.argmax(1) == target).sum()
     net.train(was_training)
     n = max(len(X), 1)
     return Evaluation(float(total_loss) / n, int(correct) / n)
@@ -118,10 +121,8 @@ def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
                                                    engine), y)
     dev = resolve_device(device)
     net = _network(weights, model, dev)
-    with exact_float32():
-        return evaluate_network(net, as_tensor(X, dev, torch.float32),
-                                as_tensor(y, dev, torch.int64),
-                                batch_size or default_batch_size(dev))
+    return evaluate_network(net, as_tensor(X, dev, torch.float32),
+                            as_tensor(y, dev, torch.int64), batch_size or default_batch_size(dev))
 
 
 @torch.inference_mode()

@@ -367,14 +367,12 @@ class TorchEngine:
         return torch.stack(losses).double().cpu().numpy()
 
     def validate(self) -> Evaluation:
-        with exact_float32():
-            return evaluate_network(self.net, self.X_val, self.y_val)
+        return evaluate_network(self.net, self.X_val, self.y_val)
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> Evaluation:
         dev = torch.device(self.device)
-        with exact_float32():
-            return evaluate_network(self.net, as_tensor(X, dev, torch.float32),
-                                    as_tensor(y, dev, torch.int64))
+        return evaluate_network(self.net, as_tensor(X, dev, torch.float32),
+                                as_tensor(y, dev, torch.int64))
 
     def get_state(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """Weights and velocities (Lasagne layout), and the dropout generator's state."""

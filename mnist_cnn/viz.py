@@ -232,18 +232,28 @@ def plot_history(history: Sequence[Any]) -> Figure:
     return fig
 
 
+def _probabilities(weights: Sequence[np.ndarray], X: np.ndarray, device: str,
+                   proba: np.ndarray | None) -> np.ndarray:
+    if proba is not None:
+        return np.asarray(proba)
+    from .inference import predict_proba
+
+    return predict_proba(weights, X, device=device)
+
+
 def plot_confusion(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
-                   device: str = "auto") -> Figure:
+                   device: str = "auto", proba: np.ndarray | None = None) -> Figure:
     """Confusion matrix (counts) of the network's predictions on a labelled set.
+
+    ``proba`` (the network's probabilities for ``X``, from
+    :func:`mnist_cnn.predict_proba`) saves computing them again.
 
     Returns
     -------
     matplotlib.figure.Figure
         700 x 620 pixels.
     """
-    from .inference import predict_proba
-
-    predicted = predict_proba(weights, X, device=device).argmax(axis=1)
+    predicted = _probabilities(weights, X, device, proba).argmax(axis=1)
     counts = np.zeros((10, 10), np.int64)
     np.add.at(counts, (np.asarray(y, np.int64), predicted), 1)
     fig = Figure(figsize=(7, 6.2), dpi=DPI, layout="constrained")
@@ -263,17 +273,18 @@ def plot_confusion(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
 
 
 def plot_misclassified(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
-                       n: int = 32, device: str = "auto") -> Figure:
+                       n: int = 32, device: str = "auto",
+                       proba: np.ndarray | None = None) -> Figure:
     """The first ``n`` (at most 32) misclassified images: true label, prediction, confidence.
+
+    ``proba`` (the network's probabilities for ``X``) saves computing them again.
 
     Returns
     -------
     matplotlib.figure.Figure
         1000 x 560 pixels (4 rows of 8).
     """
-    from .inference import predict_proba
-
-    proba = predict_proba(weights, X, device=device)
+    proba = _probabilities(weights, X, device, proba)
     predicted = proba.argmax(axis=1)
     wrong = np.flatnonzero(predicted != np.asarray(y))
     shown = wrong[: min(n, 32)]

@@ -156,3 +156,15 @@ def test_visualize_with_a_bad_image_choice_is_a_one_line_error(tmp_path):
     weights = save_weights(tmp_path / "model.npz", trained_like_weights())
     proc = visualize("--weights", str(weights), "--image", "first")
     assert proc.returncode == 1 and "--image must be" in proc.stderr
+
+
+@pytest.mark.mnist
+def test_confusion_and_misclassified_figures_use_given_probabilities(mnist):
+    X, y = mnist[4][:200], mnist[5][:200]
+    always_zero = np.zeros((200, 10), np.float32)
+    always_zero[:, 0] = 1.0
+    errors = int((y != 0).sum())
+    fig = plot_confusion(init_weights("cnn"), X, y, proba=always_zero)
+    assert f"{errors} errors" in fig.axes[0].get_title()
+    fig = plot_misclassified(init_weights("cnn"), X, y, proba=always_zero)
+    assert fig.get_suptitle().startswith(f"Misclassified: {errors} of 200")
