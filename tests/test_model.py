@@ -86,13 +86,33 @@ def test_weights_read_from_a_network_are_copies_not_views_of_its_parameters():
         np.testing.assert_allclose(after, before + 1.0)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 24, 24), (2, 3, 9, 7)])
-def test_pooling_without_gradients_equals_torch_max_pool_ties_and_odd_sizes(shape):
+@pytest.mark.parametrize("shape", [(2, 3, 24, 24), (2, 3, 9, 7), (50, 32, 8, 8)])
+def test_pooling_equals_torch_max_pool_values_and_gradients_with_ties_and_odd_sizes(shape):
     from mnist_cnn.model import _max_pool_2x2
 
     x = torch.randn(shape)
     x[0, :, :4] = 0.25  # windows of four equal values, as on MNIST's blank background
-    with torch.no_grad():
+    x[1, :, 1::2] = x[1, :, 0:x.shape[2] - 1:2]  # pairs tied row over row
+    with torch.no_grad():  # the strided-view path
         assert torch.equal(_max_pool_2x2(x), torch.nn.functional.max_pool2d(x, 2))
-    x.requires_grad_()
-    assert _max_pool_2x2(x).grad_fn is not None  # with gradients: PyTorch's own pooling
+    grad = torch.randn(x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = _max_pool_2x2(ours)  # the channels-last forward, NCHW backward path
+    assert out.is_contiguous()
+    assert torch.equal(out, torch.nn.functional.max_pool2d(theirs, 2))
+    out.backward(grad)
+    torch.nn.functional.max_pool2d(theirs, 2).backward(grad)
+    assert torch.equal(ours.grad, theirs.grad)  # the same first maximum of each window
+    assert ours.grad.is_contiguous()
+
+
+@pytest.mark.parametrize(("shape", "keep"), [((50, 512), 0.5), ((7, 784), 0.8), ((3, 5), 0.1)])
+def test_cpu_dropout_masks_are_bernoullis_draws_bit_for_bit(shape, keep):
+    from mnist_cnn.model import bernoulli_mask
+
+    ours, theirs = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for _ in range(2):
+        mask = bernoulli_mask(shape, keep, ours)
+        assert mask.dtype == torch.float32
+        assert torch.equal(mask, torch.empty(shape).bernoulli_(keep, generator=theirs))
+    assert torch.equal(ours.get_state(), theirs.get_state())  # later draws agree too
