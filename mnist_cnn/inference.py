@@ -156,7 +156,8 @@ def predict_proba(weights: WeightsLike, X: np.ndarray,
 
         if isinstance(weights, (str, os.PathLike)):
             weights = load_weights(weights, model)
-        return theano_engine.predict_proba(weights, np.asarray(X), model, batch_size or 1000)
+        return theano_engine.predict_proba(weights, np.asarray(X), model,
+                                           batch_size or DEFAULT_BATCH["cpu"])
     if engine != "pytorch":
         raise MnistCnnError(f"unknown engine {engine!r}; choose pytorch or theano")
     dev = resolve_device(device)

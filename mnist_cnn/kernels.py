@@ -1,8 +1,8 @@
 """Lasagne's layers in plain numpy: true convolution, 2x2 max-pool, and a forward pass.
 
-Used by the theano engine (its PyTensor Ops call these functions) and by
-:func:`forward`, which classifies a few images without importing PyTorch, so that
-``mnist-cnn predict`` starts fast. Convolution is a matrix product of image patches
+Used by the theano engine (its PyTensor Ops call these functions), by the feature-map
+figures of :mod:`mnist_cnn.viz`, and by :func:`forward`, which classifies a few images
+without importing PyTorch, so that ``mnist-cnn predict`` starts fast. Convolution is a matrix product of image patches
 (im2col) on numpy's BLAS.
 """
 

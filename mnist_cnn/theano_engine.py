@@ -27,6 +27,7 @@ import numpy as np
 from .errors import MnistCnnError
 from .kernels import conv_forward, conv_grad_inputs, conv_grad_weights, pool_forward, pool_grad
 from .networks import NetworkSpec, check_shapes, infer_spec, init_weights, parse_model_name
+from .results import Evaluation
 
 __all__ = ["TheanoEngine", "TheanoTrainer", "max_pool_2x2", "predict_proba", "require_pytensor",
            "true_conv2d"]
@@ -348,13 +349,11 @@ class TheanoTrainer:
     def read_losses(self, losses: list) -> np.ndarray:
         return np.asarray(losses, np.float64)
 
-    def validate(self) -> Any:
+    def validate(self) -> Evaluation:
         return self.evaluate(self.X_val, self.y_val)
 
-    def evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = 500) -> Any:
+    def evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = 500) -> Evaluation:
         """Mean loss and accuracy over all examples, with the compiled ``val_fn``."""
-        from .results import Evaluation
-
         X = np.ascontiguousarray(X, np.float32)
         y = np.asarray(y, np.int32)
         total_loss = correct = 0.0

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .atomic import atomic_write
 from .errors import MnistCnnError
+from .kernels import conv_forward, pool_forward
 from .networks import infer_spec
 
 __all__ = [
@@ -101,21 +102,14 @@ def feature_maps(weights: Sequence[np.ndarray], image: np.ndarray,
     numpy.ndarray
         float32 array of shape (32, 24, 24) or (32, 8, 8).
     """
-    import torch
-    import torch.nn.functional as F
-
-    from .model import LasagneNet
-
     if layer not in (1, 2):
         raise MnistCnnError(f"layer must be 1 or 2, got {layer}")
-    net = LasagneNet("cnn", _conv_weights(weights, "feature maps"))
-    x = torch.from_numpy(np.asarray(image, np.float32).reshape(1, 1, 28, 28).copy())
-    p = list(net.params)
-    with torch.no_grad():
-        maps = F.relu(F.conv2d(x, p[0], p[1]))
-        if layer == 2:
-            maps = F.relu(F.conv2d(F.max_pool2d(maps, 2), p[2], p[3]))
-    return maps[0].numpy()
+    W1, b1, W2, b2 = _conv_weights(weights, "feature maps")[:4]
+    x = np.asarray(image, np.float32).reshape(1, 1, 28, 28)
+    maps = np.maximum(conv_forward(x, W1) + b1[:, None, None], 0)
+    if layer == 2:
+        maps = np.maximum(conv_forward(pool_forward(maps), W2) + b2[:, None, None], 0)
+    return maps[0].astype(np.float32)
 
 
 def _grid(fig: Figure, panels: np.ndarray, rows: int, cols: int, titles: Sequence[str],
