@@ -2,8 +2,8 @@
 
 Used by the theano engine (its PyTensor Ops call these functions), by the feature-map
 figures of :mod:`mnist_cnn.viz`, and by :func:`forward`, which classifies a few images
-without importing PyTorch, so that ``mnist-cnn predict`` starts fast. Convolution is a matrix product of image patches
-(im2col) on numpy's BLAS.
+without importing PyTorch, so that ``mnist-cnn predict`` starts fast. Convolution is
+a matrix product of image patches (im2col) on numpy's BLAS.
 """
 
 from __future__ import annotations
