@@ -1,14 +1,13 @@
-"""mnist-cnn: the Lasagne/Theano MNIST tutorial, reproduced faithfully on PyTorch.
+"""mnist-cnn: the Lasagne/Theano MNIST tutorial, reproduced faithfully.
 
-The data functions import only numpy; the training functions (which need PyTorch) are
-imported on first use, so ``import mnist_cnn`` stays fast.
+``import mnist_cnn`` imports only numpy; each function below is imported on first use
+(PyTorch only when an engine needs it), so the package starts fast.
 
 Examples
 --------
->>> from mnist_cnn import load_dataset, train  # doctest: +SKIP
+>>> from mnist_cnn import load_dataset, train, predict  # doctest: +SKIP
 >>> X_train, y_train, X_val, y_val, X_test, y_test = load_dataset()  # doctest: +SKIP
 >>> result = train("cnn", num_epochs=5)  # doctest: +SKIP
->>> weights = result.weights  # doctest: +SKIP
 >>> predict("my_digit.jpg")[0].digit  # doctest: +SKIP
 7
 """
@@ -16,14 +15,13 @@ Examples
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
-from .data import download_mnist, iterate_minibatches, load_dataset
 from .errors import (
     DataError,
     DownloadError,
+    EngineError,
+    ImageError,
     MnistCnnError,
     MNISTFormatError,
     TrainingError,
@@ -33,33 +31,41 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
-    "train": "train",
-    "evaluate": "train",
-    "predict_proba": "train",
+    "download_mnist": "data",
+    "iterate_minibatches": "data",
+    "load_dataset": "data",
+    "Network": "spec",
+    "Weights": "spec",
+    "init_weights": "spec",
+    "network": "spec",
+    "train": "training",
+    "resume": "training",
+    "evaluate": "inference",
+    "predict_proba": "inference",
     "EpochStats": "results",
-    "TrainResult": "train",
-    "build_network": "model",
-    "init_weights": "networks",
-    "parse_model_name": "networks",
+    "Evaluation": "results",
+    "TrainResult": "results",
     "save_weights": "weights",
     "load_weights": "weights",
     "read_metadata": "weights",
-    "predict": "predict",
-    "preprocess_image": "predict",
+    "predict": "predictions",
+    "Prediction": "predictions",
+    "bundled_weights_path": "predictions",
+    "preprocess_image": "images",
 }
 
 __all__ = [
     "DataError",
     "DownloadError",
+    "EngineError",
+    "ImageError",
     "MNISTFormatError",
     "MnistCnnError",
     "TrainingError",
     "TrainingInterrupted",
     "WeightsError",
-    "download_mnist",
-    "iterate_minibatches",
-    "load_dataset",
     *_LAZY,
 ]
 
@@ -72,18 +78,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _Package(types.ModuleType):
-    """``mnist_cnn.train`` is the function, although a submodule has that name too.
-
-    Python binds a submodule on its package when it is first imported; for the names
-    that are also functions exported here, that binding is skipped, so the function
-    (imported lazily by ``__getattr__``) is what ``mnist_cnn.train`` gives.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

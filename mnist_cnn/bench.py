@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = ["format_table", "run_benchmark"]
 
-#: Forward plus backward FLOPs of one training image through the CNN (REFERENCE.md).
+#: Forward plus backward FLOPs of one training image through the CNN: the four
+#: convolution passes and the dense layers, counted as multiply-adds times two.
 TRAIN_FLOP_PER_IMAGE = 13.2e6
 TRAIN_IMAGES = 50_000
 #: Batches run before timing (first allocations, thread start-up).
@@ -92,20 +93,21 @@ def _reference_train(data_dir: str | os.PathLike | None, batch_size: int, batche
 
 def _our_train(data_dir: str | os.PathLike | None, batch_size: int, batches: int,
                device: str) -> float:
-    """Images per second of this project's training step (the engine that train() runs)."""
+    """Images per second of this project's training step (the trainer that train() runs)."""
     from .data import minibatch_indices
-    from .networks import parse_model_name
-    from .train import TorchEngine
+    from .engines.torch import TorchTrainer
+    from .spec import init_weights
 
     X, y = _training_data(data_dir)
-    engine = TorchEngine(parse_model_name("cnn"), 0, 0.01, 0.9, device, (X, y, X[:1], y[:1]))
-    order = engine.batches(minibatch_indices(len(X), batch_size, shuffle=True, rng=0))
-    warmup = _WARMUP + engine.warmup_steps  # a CUDA graph is captured in the warm-up
-    engine.read_losses([engine.train_batch(batch) for batch in order[:warmup]])
+    trainer = TorchTrainer(init_weights("cnn"), 0, 0.01, 0.9, device, (X, y, X[:1], y[:1]))
+    order = minibatch_indices(len(X), batch_size, shuffle=True, rng=0)
+    warmup = _WARMUP + trainer.warmup_steps  # a CUDA graph is captured in the warm-up
+    for _ in trainer.train_epoch(order[:warmup]):
+        pass
     start = time.perf_counter()
-    losses = [engine.train_batch(batch) for batch in order[warmup:warmup + batches]]
-    engine.read_losses(losses)
-    return len(losses) * batch_size / (time.perf_counter() - start)
+    for _ in trainer.train_epoch(order[warmup:warmup + batches]):
+        pass
+    return batches * batch_size / (time.perf_counter() - start)
 
 
 def _reference_inference(data_dir: str | os.PathLike | None, n: int, device: str) -> float:
@@ -127,13 +129,13 @@ def _reference_inference(data_dir: str | os.PathLike | None, n: int, device: str
 
 def _our_inference(data_dir: str | os.PathLike | None, n: int, device: str) -> float:
     from .inference import predict_proba
-    from .networks import init_weights
+    from .spec import init_weights
 
     X = _training_data(data_dir)[0][:n]
     weights = init_weights("cnn")
-    predict_proba(weights, X[:1000], device=device)  # warm-up
+    predict_proba(weights, X[:1000], device=device, engine="pytorch")  # warm-up
     start = time.perf_counter()
-    proba = predict_proba(weights, X, device=device)
+    proba = predict_proba(weights, X, device=device, engine="pytorch")
     assert proba.shape == (n, 10)
     return n / (time.perf_counter() - start)
 
@@ -156,7 +158,7 @@ def _matmul_gflops(size: int, repeats: int, device: str) -> float:
 def _five_epochs_in_process(data_dir: str | os.PathLike | None, device: str) -> dict:
     """The blog's run (5 epochs at batch 50, validation each epoch, final test) timed."""
     from .data import load_dataset
-    from .train import train
+    from .training import train
 
     data = load_dataset(data_dir)
     start = time.perf_counter()
@@ -210,9 +212,9 @@ def run_benchmark(quick: bool = False, data_dir: str | os.PathLike | None = None
     """
     from PIL import Image
 
+    from . import defaults
     from .data import load_dataset
-    from .device import resolve_device
-    from .inference import default_batch_size
+    from .engines.torch_devices import resolve_device
 
     torch_device = resolve_device(device)
     device = str(torch_device)
@@ -233,7 +235,7 @@ def run_benchmark(quick: bool = False, data_dir: str | os.PathLike | None = None
     ref = _fresh(_reference_inference, data_dir, n_inference, device)
     ours = _fresh(_our_inference, data_dir, n_inference, device)
     results["inference"] = {"images": n_inference, "reference_batch": _REFERENCE_BATCH,
-                            "ours_batch": default_batch_size(torch_device),
+                            "ours_batch": defaults.INFERENCE_BATCH.get(torch_device.type, 1000),
                             "reference_images_per_s": ref, "ours_images_per_s": ours,
                             "ratio": ours / ref}
     if cuda:

@@ -1,51 +1,99 @@
 """The ``mnist-cnn`` command: a thin layer over the package's functions.
 
-Every expected failure (missing data, bad weights file, unavailable device...) is
-printed as one line ``mnist-cnn: error: ...`` with exit code 1; Ctrl-C during training
-exits with 130 after saying how to resume.
+Every expected failure (missing data, a bad file, an unavailable device...) is printed
+as one line ``mnist-cnn: error: ...`` with exit code 1; Ctrl-C during training exits
+with 130 and SIGTERM with 143, after saying how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from . import __version__
+from . import __version__, defaults
 from .errors import MnistCnnError, TrainingInterrupted
 
 PROG = "mnist-cnn"
 
 
+# ------------------------------------------------------------------ argument types
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, pointing at ``--help``."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _whole(minimum: int, maximum: int | None = None) -> Any:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{upper}, got {value}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file or folder name, got an empty one")
+    return text
+
+
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", metavar="DIR",
+        "--data-dir", metavar="DIR", type=_path,
         help="folder of the four MNIST files (default: $MNIST_DATA_DIR, else the "
              "per-user cache folder)")
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where to compute; auto picks CUDA when present (default: auto)")
+    parser.add_argument("--device", default=defaults.DEVICE,
+                        choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to compute; auto picks CUDA when PyTorch sees a GPU "
+                             f"(default: {defaults.DEVICE})")
 
 
-def _add_weights_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, metavar="FILE", help="a model.npz file")
+def _add_engine(parser: argparse.ArgumentParser, training: bool) -> None:
+    from .engines import INFERENCE_ENGINES, TRAINING_ENGINES
 
-
-def _add_engine(parser: argparse.ArgumentParser, default: str | None = "pytorch") -> None:
-    parser.add_argument(
-        "--engine", default=default, choices=["pytorch", "theano"],
-        help="pytorch, or theano: the tutorial's symbolic program on PyTensor, on the CPU "
-             "(needs pip install 'mnist-cnn[theano]') [default: pytorch]")
+    if training:
+        parser.add_argument(
+            "--engine", choices=TRAINING_ENGINES,
+            help="pytorch, or theano: the tutorial's symbolic program on PyTensor, on the "
+                 "CPU (needs pip install 'mnist-cnn[theano]') (default: "
+                 f"{defaults.ENGINE}, or the checkpoint's when resuming)")
+    else:
+        parser.add_argument(
+            "--engine", default=defaults.INFERENCE_ENGINE, choices=INFERENCE_ENGINES,
+            help="which engine computes: auto uses numpy for a few images and PyTorch for "
+                 f"many (default: {defaults.INFERENCE_ENGINE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mnist-cnn`` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
-        description="The Lasagne/Theano MNIST CNN tutorial, reproduced on PyTorch.",
+        description="The Lasagne/Theano MNIST CNN tutorial, reproduced faithfully.",
         epilog="Run `mnist-cnn COMMAND --help` for a command's options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -58,41 +106,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", action="append", metavar="URL",
                    help="base URL to fetch from instead of the built-in mirrors "
                         "(repeat to try several in order)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="give up on a server silent for this long (default: 30)")
+    p.add_argument("--timeout", type=_number, default=defaults.DOWNLOAD_TIMEOUT,
+                   metavar="SECONDS",
+                   help="give up on a server silent for this long "
+                        f"(default: {defaults.DOWNLOAD_TIMEOUT:g})")
 
     p = sub.add_parser(
         "train", help="train a network and save model.npz",
         description="Train one of the tutorial's networks on MNIST and write model.npz "
                     "(the tutorial's format), model.json (its sidecar), history.csv and "
                     "checkpoint.npz to --out. The defaults reproduce the blog (5 epochs, "
-                    "batch 50); the tutorial's own mnist.py used --batch-size 500.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=None,
+                    "batch 50); the tutorial's own mnist.py used --batch-size 500. "
+                    "With --resume, options not given are the checkpoint's.")
+    p.add_argument("--model", metavar="NAME",
                    help="cnn, mlp or custom_mlp:DEPTH,WIDTH,DROP_IN,DROP_HID "
-                        "[default: cnn]")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs [default: 5]")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="mini-batch size [default: 50]")
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate of Nesterov momentum [default: 0.01]")
-    p.add_argument("--momentum", type=float, default=None, help="momentum [default: 0.9]")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of init, shuffling and dropout [default: 0]")
+                        f"(default: {defaults.MODEL})")
+    p.add_argument("--epochs", type=_whole(1), dest="num_epochs", metavar="N",
+                   help=f"number of epochs (default: {defaults.EPOCHS})")
+    p.add_argument("--batch-size", type=_whole(1), metavar="N",
+                   help=f"mini-batch size (default: {defaults.BATCH_SIZE})")
+    p.add_argument("--lr", type=_number, dest="learning_rate", metavar="RATE",
+                   help="learning rate of Nesterov momentum "
+                        f"(default: {defaults.LEARNING_RATE})")
+    p.add_argument("--momentum", type=_number, metavar="M",
+                   help=f"momentum (default: {defaults.MOMENTUM})")
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), metavar="N",
+                   help=f"seed of initialisation, batch order and dropout "
+                        f"(default: {defaults.SEED})")
     _add_device(p)
-    _add_engine(p, default=None)  # None: pytorch, or the checkpoint's when resuming
-    p.add_argument("--out", default="run", metavar="DIR", help="output folder")
+    _add_engine(p, training=True)
+    p.add_argument("--out", default=defaults.RUN_DIR, metavar="DIR", type=_path,
+                   help=f"output folder (default: {defaults.RUN_DIR})")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run whose checkpoint is in --out (settings not "
-                        "given are taken from it; --epochs may be raised)")
+                   help="continue the run whose checkpoint is in --out (--epochs may be "
+                        "raised)")
     _add_data_dir(p)
 
     p = sub.add_parser("evaluate", help="test loss, accuracy and per-digit counts",
                        description="Evaluate a weights file (ours or the original "
                                    "tutorial's model.npz) on the 10,000 MNIST test images.")
-    _add_weights_file(p)
+    p.add_argument("--weights", required=True, metavar="FILE", type=_path,
+                   help="a model.npz file")
     _add_device(p)
-    _add_engine(p)
+    _add_engine(p, training=False)
     _add_data_dir(p)
 
     p = sub.add_parser(
@@ -102,14 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "and misclassified.png to --out, and print their paths. Works on the "
                     "original tutorial's model.npz too; an MLP gets the figures that do "
                     "not need convolution layers.")
-    _add_weights_file(p)
-    p.add_argument("--out", default="figures", metavar="DIR",
-                   help="output folder (default: figures)")
-    p.add_argument("--image", default="random", metavar="INDEX|random",
-                   help="training image for the feature maps: an index, or random "
-                        "(default: random)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the random image pick (default: 0)")
+    p.add_argument("--weights", required=True, metavar="FILE", type=_path,
+                   help="a model.npz file")
+    p.add_argument("--out", default=defaults.FIGURES_DIR, metavar="DIR", type=_path,
+                   help=f"output folder (default: {defaults.FIGURES_DIR})")
+    p.add_argument("--image", default=str(defaults.FEATURE_MAP_IMAGE),
+                   metavar="INDEX|random",
+                   help="training image for the feature maps: an index (0 to 49999), or "
+                        f"random (default: {defaults.FEATURE_MAP_IMAGE})")
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=defaults.FEATURE_MAP_SEED,
+                   metavar="N",
+                   help=f"seed of the random image pick (default: {defaults.FEATURE_MAP_SEED})")
     _add_device(p)
     _add_data_dir(p)
 
@@ -121,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "could not be read.")
     p.add_argument("images", nargs="+", metavar="FILE|DIR|GLOB",
                    help="image files, folders of images, or glob patterns")
-    p.add_argument("--weights", metavar="FILE",
-                   help="a model.npz (ours or the original tutorial's); default: the model "
-                        "bundled with the package")
-    p.add_argument("--top", type=int, default=3, metavar="K",
-                   help="list the K most probable digits (default: 3)")
+    p.add_argument("--weights", metavar="FILE", type=_path,
+                   help="a model.npz (ours or the original tutorial's) (default: the model "
+                        "bundled with the package)")
+    p.add_argument("--top", type=_whole(1, 10), default=defaults.TOP, metavar="K",
+                   help=f"list the K most probable digits, 1 to 10 (default: {defaults.TOP})")
     p.add_argument("--json", action="store_true", help="print one JSON array instead")
-    p.add_argument("--save-preprocessed", metavar="DIR",
+    p.add_argument("--save-preprocessed", metavar="DIR", type=_path,
                    help="also write the 28x28 image the network saw, enlarged, to DIR")
     _add_device(p)
 
@@ -147,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ------------------------------------------------------------------------ commands
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from .data import MIRRORS, download_mnist
 
@@ -158,44 +219,32 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_DEFAULTS = {"model": "cnn", "epochs": 5, "batch_size": 50, "lr": 0.01,
-                   "momentum": 0.9, "seed": 0, "engine": "pytorch"}
-_CHECKPOINT_KEYS = {"model": "model", "epochs": "num_epochs", "batch_size": "batch_size",
-                    "lr": "learning_rate", "momentum": "momentum", "seed": "seed",
-                    "engine": "engine"}
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .results import save_run
-    from .train import train
+    from .runs import RunFolder
+    from .training import resume, train
 
-    out = Path(args.out)
-    checkpoint = out / "checkpoint.npz"
-    settings = dict(_TRAIN_DEFAULTS)
+    run = RunFolder(args.out)
+    run.prepare()
+    given = {key: value for key in ("model", "engine", "num_epochs", "batch_size",
+                                    "learning_rate", "momentum", "seed")
+             if (value := getattr(args, key)) is not None}
+    common = {"device": args.device, "data_dir": args.data_dir}
     if args.resume:
-        saved = load_checkpoint(checkpoint)
-        settings.update({k: saved.config[key] for k, key in _CHECKPOINT_KEYS.items()
-                         if key in saved.config})
-        print(f"Resuming {checkpoint} after epoch {saved.epoch}")
-    settings.update({k: v for k in settings if (v := getattr(args, k)) is not None})
-    try:
-        result = train(settings["model"], num_epochs=settings["epochs"],
-                       batch_size=settings["batch_size"], learning_rate=settings["lr"],
-                       momentum=settings["momentum"], seed=settings["seed"],
-                       device=args.device, data_dir=args.data_dir, checkpoint=checkpoint,
-                       resume=args.resume, engine=settings["engine"])
-    except ValueError as exc:  # a bad --model name
-        raise MnistCnnError(str(exc)) from None
-    paths = save_run(out, result)
+        result = resume(run.checkpoint, **given, **common)
+    else:
+        result = train(**given, **common, checkpoint=run.checkpoint)
+    paths = run.save(result)
     print(f"Saved {paths['model']} (sidecar {paths['metadata'].name}, "
-          f"{paths['history'].name}) in {out}")
+          f"{paths['history'].name}) in {run.folder}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .data import load_dataset
-    from .inference import evaluation_from_proba, predict_proba
+    from .engines.numpy import evaluation_from_proba
+    from .inference import predict_proba
     from .weights import load_weights
 
     weights = load_weights(args.weights)
@@ -209,7 +258,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print("  digit  correct  total  accuracy")
     for digit in range(10):
         mask = y_test == digit
-        correct = int((predicted[mask] == digit).sum())
+        correct = int(np.sum(predicted[mask] == digit))
         print(f"  {digit:>5}  {correct:>7}  {int(mask.sum()):>5}  "
               f"{correct / max(int(mask.sum()), 1) * 100:7.2f} %")
     return 0
@@ -217,9 +266,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_visualize(args: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .inference import predict_proba
-    from .networks import infer_spec
-    from .viz import (
+    from .figures import (
         plot_confusion,
         plot_feature_maps,
         plot_history,
@@ -227,9 +274,10 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
         plot_misclassified,
         save_figure,
     )
+    from .inference import predict_proba
     from .weights import load_weights, read_metadata
 
-    if args.image != "random" and not args.image.isdigit():
+    if args.image != "random" and not re.fullmatch(r"[0-9]+", args.image):
         raise MnistCnnError(f"--image must be a training-set index or 'random', "
                             f"got {args.image!r}")
     image = "random" if args.image == "random" else int(args.image)
@@ -237,7 +285,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     meta = read_metadata(args.weights)
     out = Path(args.out)
     figures = {}
-    if infer_spec(weights).kind == "cnn":
+    if weights.network.convolutional:
         figures["kernels.png"] = lambda: plot_kernels(weights)
         for layer in (1, 2):
             figures[f"feature_maps_c{layer}.png"] = (
@@ -283,11 +331,11 @@ def _expand_images(patterns: Sequence[str]) -> list[tuple[str, str | None]]:
     return found
 
 
-def _save_preprocessed(folder: Path, source: str, image, used: set[str]) -> Path:
+def _save_preprocessed(folder: Path, source: str, image: Any, used: set[str]) -> Path:
     import numpy as np
     from PIL import Image
 
-    from .atomic import atomic_write
+    from .files import atomic_write
 
     stem = Path(source).stem or "image"
     name, n = f"{stem}.png", 1
@@ -302,47 +350,46 @@ def _save_preprocessed(folder: Path, source: str, image, used: set[str]) -> Path
     return folder / name
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    import numpy as np
-
-    from .predict import ImageError, predict, preprocess_image
+    from .errors import ImageError
+    from .predictions import bundled_weights_path, predict
     from .weights import load_weights
 
-    if args.top < 1:
-        raise MnistCnnError(f"--top must be at least 1, got {args.top}")
-    weights = load_weights(args.weights) if args.weights else None
-    sources, inputs, failures = [], [], {}
-    for path, problem in _expand_images(args.images):
-        try:
-            if problem:
-                raise ImageError(f"{path}: {problem}")
-            inputs.append(preprocess_image(path))
-            sources.append(path)
-        except ImageError as exc:
-            failures[path] = str(exc)
-            if not args.json:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
-    batch = np.stack(inputs)[:, None] if inputs else np.zeros((0, 1, 28, 28), np.float32)
-    results = predict(batch, weights, top=args.top, device=args.device) if inputs else []
+    weights = load_weights(args.weights if args.weights is not None
+                           else bundled_weights_path())
+    found = _expand_images(args.images)
+    usable = [path for path, problem in found if problem is None]
+    results = iter(predict(usable, weights, top=args.top, device=args.device,
+                           errors="return"))
     used: set[str] = set()
-    records = []
-    for source, result in zip(sources, results, strict=True):
-        record = {"file": source, "digit": result.digit, "probability": result.probability,
+    records, failed = [], False
+    for path, problem in found:
+        result = ImageError(f"{path}: {problem}") if problem else next(results)
+        if isinstance(result, ImageError):
+            failed = True
+            records.append({"file": path, "error": _one_line(result)})
+            if not args.json:
+                print(f"{PROG}: error: {_one_line(result)}", file=sys.stderr)
+            continue
+        record = {"file": path, "digit": result.digit, "probability": result.probability,
                   "top": [{"digit": d, "probability": p} for d, p in result.top]}
         if args.save_preprocessed:
             record["preprocessed"] = str(_save_preprocessed(
-                Path(args.save_preprocessed), source, result.image, used))
+                Path(args.save_preprocessed), path, result.image, used))
         records.append(record)
         if not args.json:
             ranked = ", ".join(f"{d} ({p:.1%})" for d, p in result.top)
-            print(f"{source}: {result.digit} ({result.probability:.1%})  top {args.top}: "
+            print(f"{path}: {result.digit} ({result.probability:.1%})  top {args.top}: "
                   f"{ranked}")
     if args.json:
-        records += [{"file": f, "error": e} for f, e in failures.items()]
         print(json.dumps(records, indent=2))
-    return 1 if failures else 0
+    return 1 if failed else 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -365,22 +412,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {_one_line(exc)}", file=sys.stderr)
         if exc.checkpoint is not None:
             print(f"{PROG}: continue with: {PROG} train --out {args.out} --resume",
                   file=sys.stderr)
-        return 130
+        return 128 + int(exc.signal)
     except MnistCnnError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"{PROG}: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: error: cannot write or read{where}: "
+              f"{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return 128 + signal.SIGINT

@@ -1,19 +1,19 @@
 """MNIST as the Lasagne tutorial loads it: find, verify, download, parse and cache.
 
 Data flows one way: the four original IDX files (``.gz`` or uncompressed) are located,
-checked against their published hashes, downloaded when missing (pooch: mirrors in
-order, hash-checked, written atomically, progress bar), parsed strictly, and cached as
-float32 ``.npy`` arrays so that a warm :func:`load_dataset` only memory-maps them.
+checked against their published hashes, downloaded when missing (mirrors in order,
+hash-checked before they are renamed into place), parsed strictly, and cached as
+float32 ``.npy`` arrays, so that a warm :func:`load_dataset` only memory-maps them after
+checking their SHA-256.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import logging
 import os
 import shutil
+import stat
 import struct
 import sys
 import tempfile
@@ -21,10 +21,13 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
+from . import defaults
 from .errors import DataError, DownloadError, MNISTFormatError
+from .files import FileFormatError, atomic_write, open_regular
 
 __all__ = [
     "FILES",
@@ -33,7 +36,6 @@ __all__ = [
     "default_cache_dir",
     "default_data_dir",
     "download_mnist",
-    "file_digest",
     "find_mnist_files",
     "iterate_minibatches",
     "load_dataset",
@@ -43,7 +45,8 @@ __all__ = [
     "read_idx",
 ]
 
-#: Where the files are fetched from, tried in this order (see REFERENCE.md).
+#: Where the files are fetched from, tried in this order: LeCun's site, then the two
+#: public mirrors that serve the same bytes.
 MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -52,7 +55,7 @@ MIRRORS: tuple[str, ...] = (
 
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
-_CACHE_VERSION = "arrays-v1"
+_CACHE_VERSION = "arrays-v2"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ FILES: tuple[MnistFile, ...] = (
     ),
 )
 
+#: No MNIST file is larger uncompressed; an IDX file declaring more is refused.
+MAX_IDX_BYTES = max(f.raw_size for f in FILES)
+
 _ARRAY_NAMES = ("train_images", "train_labels", "test_images", "test_labels")
 _SHAPES = {
     "train_images": (60000, 1, 28, 28),
@@ -112,8 +118,8 @@ _SHAPES = {
     "test_images": (10000, 1, 28, 28),
     "test_labels": (10000,),
 }
-_DTYPES = {"train_images": "float32", "train_labels": "uint8",
-           "test_images": "float32", "test_labels": "uint8"}
+_DTYPES = {"train_images": np.dtype(np.float32), "train_labels": np.dtype(np.uint8),
+           "test_images": np.dtype(np.float32), "test_labels": np.dtype(np.uint8)}
 
 
 # --------------------------------------------------------------------------- folders
@@ -126,12 +132,10 @@ def default_cache_dir() -> Path:
     pathlib.Path
         e.g. ``~/.cache/mnist-cnn`` on Linux, ``~/Library/Caches/mnist-cnn`` on macOS.
     """
-    env = os.environ.get("MNIST_CNN_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    import pooch
 
-    return Path(platformdirs.user_cache_dir("mnist-cnn", appauthor=False))
+    return Path(pooch.create(path=pooch.os_cache("mnist-cnn"), base_url="",
+                             env="MNIST_CNN_CACHE_DIR").abspath)
 
 
 def default_data_dir() -> Path:
@@ -142,10 +146,10 @@ def default_data_dir() -> Path:
     pathlib.Path
         ``$MNIST_DATA_DIR`` if set, else ``default_cache_dir() / "mnist"``.
     """
-    env = os.environ.get("MNIST_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return default_cache_dir() / "mnist"
+    import pooch
+
+    return Path(pooch.create(path=default_cache_dir() / "mnist", base_url="",
+                             env="MNIST_DATA_DIR").abspath)
 
 
 def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -154,29 +158,24 @@ def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 # --------------------------------------------------------------------- verification
 
-def file_digest(path: str | os.PathLike, algorithm: str) -> str:
-    """Hex digest of a file's bytes (``algorithm``: a hashlib name such as ``"md5"``)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check(path: Path, spec: MnistFile) -> str | None:
-    """Return ``None`` if ``path`` holds ``spec``'s exact bytes, else what is wrong."""
+    """``None`` if ``path`` holds ``spec``'s exact bytes, else what is wrong with it."""
+    import pooch
+
     raw = not path.name.endswith(".gz")
     size, algorithm, digest = (
-        (spec.raw_size, "sha256", spec.raw_sha256) if raw else (spec.size, "md5", spec.md5)
-    )
+        (spec.raw_size, "sha256", spec.raw_sha256) if raw else (spec.size, "md5", spec.md5))
     try:
-        found_size = path.stat().st_size
-        found = file_digest(path, algorithm) if found_size == size else None
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return f"{path} is not a regular file"
+        found = pooch.file_hash(str(path), alg=algorithm) if info.st_size == size else None
+        if found == digest:
+            return None
     except OSError as exc:
         return f"{path} cannot be read ({exc.strerror or exc})"
-    if found == digest:
-        return None
-    found_text = f"{found_size:,} bytes" + (f" with {algorithm.upper()} {found}" if found else "")
+    found_text = f"{info.st_size:,} bytes" + (f" with {algorithm.upper()} {found}"
+                                              if found else "")
     return (f"{path} is corrupt or incomplete: expected {size:,} bytes with "
             f"{algorithm.upper()} {digest}, found {found_text}")
 
@@ -216,7 +215,7 @@ def _scan(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
     for spec in FILES:
         issues = []
         for candidate in (folder / spec.name, folder / spec.raw_name):
-            if candidate.exists():
+            if candidate.exists() or candidate.is_symlink():
                 issue = _check(candidate, spec)
                 if issue is None:
                     found[spec.name] = candidate
@@ -239,22 +238,22 @@ def _problems_message(problems: dict[str, str], folder: Path) -> str:
 def download_mnist(
     data_dir: str | os.PathLike | None = None,
     mirrors: Sequence[str] = MIRRORS,
-    timeout: float = 30.0,
+    timeout: float = defaults.DOWNLOAD_TIMEOUT,
     progress: bool | None = None,
 ) -> dict[str, Path]:
     """Make sure the four MNIST files are in ``data_dir``, downloading those missing.
 
     Files already present and intact are kept (no network request). A missing or
-    corrupt file is fetched from each mirror in turn with pooch: the download goes to a
-    temporary file in the same folder, is checked against the published MD5 and only
-    then renamed into place, so a failed or corrupt download never leaves a file behind.
+    corrupt file is fetched from each mirror in turn with pooch's downloader: it goes
+    to a temporary file in the same folder, is checked against the published MD5 and
+    only then renamed into place, so a failed or corrupt download leaves nothing.
 
     Parameters
     ----------
     data_dir : str or path-like, optional
         Destination folder (created if needed); default :func:`default_data_dir`.
     mirrors : sequence of str
-        Base URLs tried in order; each must end with ``/``.
+        Base URLs tried in order.
     timeout : float
         Seconds to wait for a server to connect or to send more data.
     progress : bool, optional
@@ -268,69 +267,92 @@ def download_mnist(
     Raises
     ------
     DownloadError
-        If a file could not be fetched from any mirror; the message names every URL
-        tried with its failure, and where to put the files by hand.
+        If a file could not be fetched from any mirror; the message says what was
+        wrong with the file on disk, names every URL tried with its failure, and where
+        to put the files by hand.
 
     Examples
     --------
     >>> paths = download_mnist("~/data/mnist")  # doctest: +SKIP
     """
-    import pooch
-
     folder = _resolve_data_dir(data_dir)
     found, problems = _scan(folder)
     if progress is None:
         progress = sys.stderr.isatty()
-    logger = pooch.get_logger()
-    level = logger.level
-    if not progress:  # pooch announces each download on its logger: that is progress too
-        logger.setLevel(logging.WARNING)
-    try:
-        for spec in FILES:
-            if spec.name in problems:
-                found[spec.name] = _download_one(spec, folder, mirrors, timeout, progress)
-    finally:
-        logger.setLevel(level)
+    for spec in FILES:
+        if spec.name in problems:
+            found[spec.name] = _download_one(spec, folder, mirrors, timeout, progress,
+                                             problems[spec.name])
     return found
 
 
+class _HashingWriter:
+    """A file wrapper that computes the MD5 of what is written through it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.md5 = f, hashlib.md5()
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+class _NotTheFile(Exception):
+    """The downloaded bytes are not the published file."""
+
+
 def _download_one(spec: MnistFile, folder: Path, mirrors: Sequence[str], timeout: float,
-                  progress: bool) -> Path:
+                  progress: bool, problem: str) -> Path:
     """Fetch one file from the first mirror that delivers its exact bytes."""
     import pooch
 
     failures = []
+    target = folder / spec.name
     for base in mirrors:
         url = base.rstrip("/") + "/" + spec.name
         downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
         try:
-            return Path(pooch.retrieve(url, known_hash=f"md5:{spec.md5}", fname=spec.name,
-                                       path=folder, downloader=downloader))
+            with atomic_write(target) as f:
+                writer = _HashingWriter(f)
+                downloader(url, writer, None)
+                if writer.md5.hexdigest() != spec.md5:
+                    raise _NotTheFile
+            return target
         except PermissionError as exc:
-            raise DownloadError(f"cannot write MNIST files to {folder}: {exc.strerror}; "
+            raise DownloadError(f"cannot write MNIST files to {folder} ({exc.strerror}); "
                                 "choose another folder with --data-dir or "
-                                "MNIST_DATA_DIR") from exc
+                                "MNIST_DATA_DIR") from None
         except Exception as exc:  # every failure is reported, per URL
             failures.append(f"{url}: {_describe_failure(exc, timeout)}")
+    first = (f"could not download {spec.name}" if problem.endswith("is missing")
+             else f"{problem}, and a fresh copy could not be downloaded")
     raise DownloadError(
-        f"could not download {spec.name} ({'; '.join(failures)}). Download the "
-        f"files by hand ({', '.join(s.name for s in FILES)}) and put them in "
-        f"{folder}, or set MNIST_DATA_DIR to the folder that holds them.")
+        f"{first} ({'; '.join(failures)}). Download the files by hand "
+        f"({', '.join(s.name for s in FILES)}) and put them in {folder}, or set "
+        "MNIST_DATA_DIR to the folder that holds them.")
 
 
 def _describe_failure(exc: Exception, timeout: float) -> str:
     import requests
+    import urllib3
 
+    if isinstance(exc, _NotTheFile):
+        return "the downloaded bytes do not match the published MD5 (discarded)"
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code} {exc.response.reason}".rstrip()
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"timed out after {timeout:g} s"
+    stalled = isinstance(exc, requests.exceptions.ConnectionError) and exc.args and \
+        isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
+    if isinstance(exc, requests.exceptions.Timeout) or stalled:
+        return f"timed out: the server sent nothing for {timeout:g} s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke off before the end of the file"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection failed or broke off"
     if isinstance(exc, requests.exceptions.RequestException):
         return f"download failed ({type(exc).__name__})"
-    if isinstance(exc, ValueError) and "hash" in str(exc).lower():
-        return "the downloaded bytes do not match the published MD5 (discarded)"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -352,15 +374,26 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     MNISTFormatError
-        Not gzip-readable, wrong magic number, truncated data or trailing bytes.
+        Not a regular file, not gzip-readable, wrong magic number, truncated data,
+        trailing bytes, or larger than any MNIST file.
     """
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        with open_regular(path, "MNIST file") as f:
+            data = f.read(MAX_IDX_BYTES + 1)
+    except FileFormatError as exc:
+        raise MNISTFormatError(str(exc)) from None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
+            inflater = zlib.decompressobj(wbits=31)
+            data = inflater.decompress(data, MAX_IDX_BYTES + 1)
+            if not inflater.eof and len(data) <= MAX_IDX_BYTES:
+                raise EOFError("compressed file ended before the end-of-stream marker")
         except (OSError, EOFError, zlib.error) as exc:
-            raise MNISTFormatError(f"{path}: not a valid gzip file ({exc})") from exc
+            raise MNISTFormatError(f"{path}: not a valid gzip file ({exc})") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise MNISTFormatError(f"{path}: over {MAX_IDX_BYTES:,} bytes, larger than any "
+                               "MNIST file")
     return _parse_idx(data, str(path))
 
 
@@ -424,26 +457,49 @@ def load_mnist_labels(path: str | os.PathLike) -> np.ndarray:
     return labels
 
 
-def _load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist_pair(images_path: str | os.PathLike,
+                    labels_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels as the tutorial prepares them: (N, 1, 28, 28) float32 / 256.
+
+    Raises
+    ------
+    MNISTFormatError
+        If either file is not valid, or their counts differ.
+    """
     images = load_mnist_images(images_path)
     labels = load_mnist_labels(labels_path)
     if len(images) != len(labels):
         raise MNISTFormatError(f"{images_path} has {len(images):,} images but "
                                f"{labels_path} has {len(labels):,} labels")
-    # The tutorial's preparation: (N, 1, 28, 28) float32 divided by 256.
     return np.divide(images.reshape(-1, 1, 28, 28), 256, dtype=np.float32), labels.copy()
 
 
 # -------------------------------------------------------------------- array cache
 
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (read through a memory map: no copy)."""
+    if path.stat().st_size == 0:
+        return hashlib.sha256(b"").hexdigest()
+    return hashlib.sha256(np.memmap(path, np.uint8, mode="r")).hexdigest()
+
+
 def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None unless every file is exactly what was written."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("md5") != [spec.md5 for spec in FILES]:
+        with open_regular(folder / "manifest.json", "cache manifest") as f:
+            manifest = json.loads(f.read(1 << 16))
+        if not isinstance(manifest, dict) or manifest.get("md5") != [s.md5 for s in FILES]:
             return None
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="c", allow_pickle=False)
-                  for name in _ARRAY_NAMES}
-    except (OSError, ValueError):
+        digests = manifest.get("sha256")
+        if not isinstance(digests, dict):
+            return None
+        arrays = {}
+        for name in _ARRAY_NAMES:
+            path = folder / f"{name}.npy"
+            if not stat.S_ISREG(path.stat().st_mode) or digests.get(name) != _sha256(path):
+                return None
+            arrays[name] = np.load(path, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError, FileFormatError):
         return None
     for name, array in arrays.items():
         if array.shape != _SHAPES[name] or array.dtype != _DTYPES[name]:
@@ -459,9 +515,12 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     except OSError:
         return  # an unwritable cache only costs speed
     try:
+        digests = {}
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array)
-        (tmp / "manifest.json").write_text(json.dumps({"md5": [s.md5 for s in FILES]}))
+            digests[name] = _sha256(tmp / f"{name}.npy")
+        (tmp / "manifest.json").write_text(json.dumps(
+            {"md5": [s.md5 for s in FILES], "sha256": digests}))
         if folder.exists():
             stale = folder.with_name(tmp.name + "-stale")
             folder.rename(stale)
@@ -492,7 +551,8 @@ def load_dataset(
     download : bool
         Fetch missing or corrupt files (:func:`download_mnist`); if False, raise.
     cache_dir : str or path-like, optional
-        Where the parsed arrays are cached; default :func:`default_cache_dir`.
+        Where the parsed arrays are cached; default :func:`default_cache_dir`. A cache
+        whose files do not match the SHA-256 recorded when it was written is rebuilt.
     progress : bool, optional
         Download progress bars; default: when standard error is a terminal.
 
@@ -526,8 +586,8 @@ def load_dataset(
     arrays = _read_cache(cache)
     if arrays is None:
         paths = [found[spec.name] for spec in FILES]
-        X_train, y_train = _load_pair(paths[0], paths[1])
-        X_test, y_test = _load_pair(paths[2], paths[3])
+        X_train, y_train = load_mnist_pair(paths[0], paths[1])
+        X_test, y_test = load_mnist_pair(paths[2], paths[3])
         arrays = dict(zip(_ARRAY_NAMES, (X_train, y_train, X_test, y_test), strict=True))
         _write_cache(cache, arrays)
         arrays = _read_cache(cache) or arrays  # the same memory maps as a warm load
@@ -579,13 +639,13 @@ def minibatch_indices(
     n: int,
     batchsize: int,
     shuffle: bool = False,
-    rng: np.random.Generator | int | None = None,
+    rng: Any = None,
 ) -> np.ndarray:
     """Indices of the tutorial's mini-batches: shape (n // batchsize, batchsize).
 
     The order is ``arange(n)``, shuffled in place by ``rng`` when ``shuffle``; the last
-    incomplete batch is dropped. :func:`iterate_minibatches` and the trainer share it,
-    so both visit the examples in the same order for the same generator state.
+    incomplete batch is dropped. :func:`iterate_minibatches` and the training loop
+    share it, so both visit the examples in the same order for the same generator.
 
     Examples
     --------

@@ -32,7 +32,7 @@ class TrainingError(MnistCnnError):
 
 
 class TrainingInterrupted(TrainingError):
-    """Training was stopped by the user (Ctrl-C).
+    """Training was stopped by Ctrl-C (SIGINT) or SIGTERM.
 
     Attributes
     ----------
@@ -40,9 +40,22 @@ class TrainingInterrupted(TrainingError):
         The epoch that was running.
     checkpoint : path or None
         The checkpoint to resume from, if one was saved.
+    signal : int
+        The signal that stopped it (``signal.SIGINT`` or ``signal.SIGTERM``).
     """
 
-    def __init__(self, message: str, epoch: int, checkpoint: object = None) -> None:
+    def __init__(self, message: str, epoch: int, checkpoint: object = None,
+                 signal: int = 2) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.checkpoint = checkpoint
+        self.signal = signal
+
+
+class EngineError(MnistCnnError):
+    """An engine is unknown, not installed, or cannot do what was asked (the message
+    says how to get it)."""
+
+
+class ImageError(MnistCnnError):
+    """An image cannot be read or holds no digit; the message names the image."""

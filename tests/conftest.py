@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_cnn.data import FILES, _scan, default_data_dir, load_dataset
+from mnist_cnn.data import FILES, default_data_dir, find_mnist_files, load_dataset
+from mnist_cnn.errors import DataError
 
 # Resolved once, before any test changes the environment (see _private_cache).
 REAL_DATA_DIR = default_data_dir()
@@ -23,8 +24,9 @@ def mnist_dir() -> Path:
     Skipped when the files are not there, unless MNIST_REQUIRE_DATA=1 (as in CI),
     which turns the skip into a failure.
     """
-    _, problems = _scan(REAL_DATA_DIR)
-    if problems:
+    try:
+        find_mnist_files(REAL_DATA_DIR)
+    except DataError:
         message = (f"the MNIST files are not in {REAL_DATA_DIR}; set MNIST_DATA_DIR "
                    "(e.g. MNIST_DATA_DIR=../shared/data/mnist) or run `mnist-cnn download`")
         if os.environ.get("MNIST_REQUIRE_DATA") == "1":

@@ -15,9 +15,18 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 VARIANTS = ("dark-on-light", "thin-pen", "light-on-dark")
+
+
+def drawn_seven(size: int = 600, pen: int = 3, dark_on_light: bool = True) -> np.ndarray:
+    """A '7' drawn with a thin pen, off-centre, on a large uint8 canvas."""
+    image = Image.new("L", (size, size), 230 if dark_on_light else 20)
+    draw = ImageDraw.Draw(image)
+    ink = 30 if dark_on_light else 240
+    draw.line([(100, 80), (300, 80), (170, 400)], fill=ink, width=pen)
+    return np.asarray(image)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BICUBIC):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mnist_cnn.checkpoint import load_checkpoint
-from mnist_cnn.networks import init_weights
+from mnist_cnn.spec import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MLP = "custom_mlp:1,64,0.2,0.5"
@@ -25,11 +25,13 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=600, cwd=kwargs.pop("cwd", ROOT), **kwargs)
 
 
-def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit code 1, one line on stderr saying what is wrong, no traceback."""
-    assert proc.returncode == 1, proc.stderr
+def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str,
+                       code: int = 1) -> None:
+    """The exit code, one line on stderr saying what is wrong, no traceback."""
+    assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mnist-cnn: error: "), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("mnist-cnn"), proc.stderr
+    assert "error: " in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     for fragment in fragments:
         assert fragment in lines[0]

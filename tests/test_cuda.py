@@ -12,17 +12,17 @@ import torch
 
 from mnist_cnn import predict_proba, train
 from mnist_cnn.data import minibatch_indices
-from mnist_cnn.networks import parse_model_name
-from mnist_cnn.predict import bundled_weights_path
-from mnist_cnn.train import TorchEngine
+from mnist_cnn.engines.torch import TorchTrainer
+from mnist_cnn.predictions import bundled_weights_path
+from mnist_cnn.spec import init_weights
 from mnist_cnn.weights import load_weights
 
 pytestmark = [pytest.mark.mnist, pytest.mark.skipif(not torch.cuda.is_available(),
                                                     reason="needs a CUDA GPU")]
 
 
-def _epoch(engine, order):
-    return engine.read_losses([engine.train_batch(b) for b in engine.batches(order)])
+def _epoch(trainer, order):
+    return np.concatenate(list(trainer.train_epoch(order)))
 
 
 def test_cuda_graph_replay_gives_the_eager_steps_numbers_bit_for_bit(mnist):
@@ -30,12 +30,9 @@ def test_cuda_graph_replay_gives_the_eager_steps_numbers_bit_for_bit(mnist):
     order = minibatch_indices(5000, 50, shuffle=True, rng=0)
     runs = []
     for graphs in (True, False):
-        engine = TorchEngine(parse_model_name("cnn"), 0, 0.01, 0.9, "cuda", data,
-                             graphs=graphs)
-        assert engine.resident and engine.graphs == graphs
-        losses = _epoch(engine, order)
-        assert (engine._graph is not None) == graphs
-        runs.append((losses, engine.get_state()[0]))
+        trainer = TorchTrainer(init_weights("cnn"), 0, 0.01, 0.9, "cuda", data, graphs=graphs)
+        assert trainer.resident and trainer.graphs == graphs
+        runs.append((_epoch(trainer, order), trainer.get_state().weights))
     (graph_losses, graph_w), (eager_losses, eager_w) = runs
     np.testing.assert_array_equal(graph_losses, eager_losses)
     for a, b in zip(graph_w, eager_w, strict=True):
@@ -55,7 +52,7 @@ def test_cuda_inference_agrees_with_the_cpu_in_full_float32(mnist):
     """TF32 would miss this tolerance: it rounds the inputs of each product to 10 bits."""
     weights = load_weights(bundled_weights_path())
     X = mnist[4][:3000]
-    on_gpu = predict_proba(weights, X, device="cuda")
-    on_cpu = predict_proba(weights, X, device="cpu")
+    on_gpu = predict_proba(weights, X, device="cuda", engine="pytorch")
+    on_cpu = predict_proba(weights, X, device="cpu", engine="pytorch")
     np.testing.assert_allclose(on_gpu, on_cpu, atol=2e-5)
     assert (on_gpu.argmax(1) == on_cpu.argmax(1)).all()

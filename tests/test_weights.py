@@ -10,7 +10,7 @@ import pytest
 from reference import forward
 
 from mnist_cnn import WeightsError, load_weights, predict_proba, read_metadata, save_weights
-from mnist_cnn.networks import init_weights
+from mnist_cnn.spec import init_weights
 
 
 def test_saved_file_is_exactly_the_tutorials_format(tmp_path):
@@ -79,7 +79,7 @@ def write_npz(path, *arrays, **named):
     ("object array", lambda p: write_npz(p, np.array([{"x": 1}], dtype=object)),
      "Python objects"),
     ("extra key", lambda p: write_npz(p, *init_weights("cnn"), note=np.zeros(1)),
-     "keys"),
+     "members"),
     ("integers", lambda p: write_npz(p, *[w.astype(np.int32) for w in init_weights("cnn")]),
      "floating-point"),
     ("not a zip", lambda p: (p.write_bytes(b"hello, world" * 10), p)[1], "not a valid"),
@@ -97,7 +97,7 @@ def test_truncated_weights_file_gives_a_clear_error(tmp_path):
     data = path.read_bytes()
     for cut in (len(data) // 2, len(data) - 30):
         path.write_bytes(data[:cut])
-        with pytest.raises(WeightsError, match=r"not a valid \.npz"):
+        with pytest.raises(WeightsError, match=r"not a valid weights file"):
             load_weights(path)
 
 

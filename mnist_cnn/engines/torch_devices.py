@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import MnistCnnError
+from ..errors import EngineError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -22,7 +22,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     Raises
     ------
-    MnistCnnError
+    EngineError
         If the named device is not available here.
     """
     if isinstance(device, torch.device):
@@ -35,15 +35,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             build = torch.version.cuda or "none (a CPU-only build)"
-            raise MnistCnnError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU "
+            raise EngineError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU "
                                 f"(its CUDA version: {build}); use --device cpu or auto")
         return torch.device(name)
     if name == "mps":
         if not torch.backends.mps.is_available():
-            raise MnistCnnError("device 'mps' was asked for but Apple's Metal backend is "
+            raise EngineError("device 'mps' was asked for but Apple's Metal backend is "
                                 "not available here; use --device cpu or auto")
         return torch.device("mps")
-    raise MnistCnnError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    raise EngineError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
 
 
 @contextlib.contextmanager
@@ -70,9 +70,9 @@ def keep_freed_memory() -> bool:
 
     glibc serves large blocks (a batch's activations are megabytes) with fresh ``mmap``
     calls and gives them back on ``free``, so every training step pays page faults to
-    touch new memory: measured here, a third of a CPU step. Raising glibc's mmap and
-    trim thresholds keeps those blocks in the heap for the next step. It is a process-wide
-    allocator setting, made once; returns False where it does not apply (not glibc).
+    touch new memory. Raising glibc's mmap and trim thresholds keeps those blocks in the
+    heap for the next step. It is a process-wide allocator setting, made once; returns
+    False where it does not apply (not glibc).
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -1,4 +1,4 @@
-"""mnist_cnn.device: exact float32 on CUDA, the allocator setting."""
+"""mnist_cnn.engines.torch_devices: exact float32 on CUDA, the allocator setting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from mnist_cnn.device import exact_float32, keep_freed_memory
+from mnist_cnn.engines.torch_devices import exact_float32, keep_freed_memory
 
 
 def test_exact_float32_turns_tf32_off_and_restores_the_users_settings():
@@ -26,7 +26,7 @@ def test_exact_float32_turns_tf32_off_and_restores_the_users_settings():
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="a glibc setting")
 def test_keep_freed_memory_applies_once_per_process_on_glibc():
-    code = ("from mnist_cnn.device import keep_freed_memory as k; "
+    code = ("from mnist_cnn.engines.torch_devices import keep_freed_memory as k; "
             "print(k(), k(), k.cache_info().hits)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()

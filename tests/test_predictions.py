@@ -1,4 +1,4 @@
-"""mnist_cnn.predict and `mnist-cnn predict`: your own images, classified like MNIST."""
+"""mnist_cnn.predictions and `mnist-cnn predict`: your own images, classified like MNIST."""
 
 from __future__ import annotations
 
@@ -10,143 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photolike import VARIANTS, photo_like
+from photolike import VARIANTS, drawn_seven, photo_like
 from PIL import Image
-from scipy import ndimage
 
 from mnist_cnn import evaluate, load_weights
-from mnist_cnn.predict import (
-    ImageError,
-    Prediction,
-    bundled_weights_path,
-    predict,
-    preprocess_image,
-)
+from mnist_cnn.images import preprocess_image
+from mnist_cnn.predictions import Prediction, bundled_weights_path, predict
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def stroke_width(image: np.ndarray) -> float:
-    mask = image > 0.5
-    return 2 * mask.sum() / max(int((mask & ~ndimage.binary_erosion(mask)).sum()), 1)
-
-
-def ink_box(image: np.ndarray) -> tuple[int, int]:
-    rows, cols = np.flatnonzero(image.max(1) > 0), np.flatnonzero(image.max(0) > 0)
-    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-
-
-def drawn_seven(size: int = 600, pen: int = 3, dark_on_light: bool = True) -> np.ndarray:
-    """A '7' drawn with a thin pen, off-centre, on a large uint8 canvas."""
-    image = Image.new("L", (size, size), 230 if dark_on_light else 20)
-    from PIL import ImageDraw
-
-    draw = ImageDraw.Draw(image)
-    ink = 30 if dark_on_light else 240
-    draw.line([(100, 80), (300, 80), (170, 400)], fill=ink, width=pen)
-    return np.asarray(image)
-
-
-# ------------------------------------------------------------------ preprocessing
-
-
-def test_dark_ink_on_light_paper_becomes_white_on_black():
-    x = preprocess_image(drawn_seven(dark_on_light=True))
-    assert x.shape == (28, 28) and x.dtype == np.float32
-    assert x[0, 0] == 0 and x.max() > 0.9  # background black, ink white
-    assert 0 <= x.min() and x.max() <= 255 / 256
-
-
-def test_both_polarities_give_the_same_digit_image():
-    a = preprocess_image(drawn_seven(dark_on_light=True))
-    b = preprocess_image(drawn_seven(dark_on_light=False))
-    assert np.abs(a - b).mean() < 0.02
-
-
-def test_centre_of_mass_is_at_mnists_centre_within_half_a_pixel():
-    for image in (drawn_seven(), drawn_seven(size=300, pen=12)):
-        com = ndimage.center_of_mass(preprocess_image(image))
-        assert abs(com[0] - 14) <= 0.5 and abs(com[1] - 14) <= 0.5
-
-
-def test_ink_fits_in_a_20_pixel_box_keeping_the_aspect_ratio():
-    x = preprocess_image(drawn_seven())
-    height, width = ink_box(x)
-    assert max(height, width) <= 20 and height == 20
-    assert 10 <= width <= 14  # the drawing is 200 wide, 320 tall (plus the pen)
-
-
-def test_thin_pen_strokes_are_brought_to_mnist_stroke_width():
-    x = preprocess_image(drawn_seven(size=900, pen=2))
-    assert 2.0 <= stroke_width(x) <= 4.5  # MNIST's 5th..95th percentiles: 2.1 .. 4.5
-
-
-def test_uneven_lighting_and_grey_paper_are_removed():
-    rows = np.linspace(0, 1, 600)[:, None]
-    lit = drawn_seven().astype(np.float32) * (0.55 + 0.45 * rows)  # dark at the top
-    x = preprocess_image(lit.astype(np.uint8))
-    clean = preprocess_image(drawn_seven())
-    assert np.abs(x - clean).mean() < 0.03
-    assert (x[:, :4] == 0).all()  # no shadow left as "ink"
-
-
-def test_transparency_is_composited_onto_white(tmp_path):
-    rgba = np.zeros((300, 300, 4), np.uint8)  # transparent everywhere...
-    rgba[50:250, 140:160] = (0, 0, 0, 255)  # ...but a black vertical bar: a "1"
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "one.png")
-    x = preprocess_image(tmp_path / "one.png")
-    assert ink_box(x)[0] == 20 and x[0, 0] == 0
-
-
-def test_exif_orientation_is_applied(tmp_path):
-    upright = Image.fromarray(drawn_seven())
-    exif = Image.Exif()
-    exif[0x0112] = 6  # the camera says: rotate 90 degrees clockwise to view
-    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "r.jpg", exif=exif)
-    x = preprocess_image(tmp_path / "r.jpg")
-    assert np.abs(x - preprocess_image(upright)).mean() < 0.03
-
-
-def test_mnist_images_come_back_almost_unchanged(mnist):
-    X_test = mnist[4]
-    for i in range(20):
-        png = io.BytesIO()
-        Image.fromarray((X_test[i, 0] * 256).astype(np.uint8)).save(png, format="PNG")
-        x = preprocess_image(Image.open(png))
-        assert np.abs(x - X_test[i, 0]).mean() < 0.06
-
-
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("hello"), "not an image"),
-    (lambda p: p.write_bytes(b""), "empty file"),
-    (lambda p: p.write_bytes(_jpeg()[:600]), "truncated or corrupt"),
-    (lambda p: p.symlink_to(p.parent / "gone.png"), "no such file"),
-    (lambda p: p.mkdir(), "is a folder"),
-    (lambda p: Image.new("L", (8000, 7000)).save(p, format="PNG"), "megapixels"),
-    (lambda p: Image.new("L", (800, 600), 200).save(p, format="PNG"), "no ink found"),
-])
-def test_bad_images_give_a_clear_error_naming_the_file(tmp_path, make, message):
-    path = tmp_path / "input.png"
-    make(path)
-    with pytest.raises(ImageError, match=message) as info:
-        preprocess_image(path)
-    assert str(path) in str(info.value)
-
-
-def _jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(drawn_seven()).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def test_noisy_blank_page_has_no_ink():
-    rng = np.random.default_rng(0)
-    page = np.clip(rng.normal(0.8, 0.03, (500, 400)), 0, 1)
-    with pytest.raises(ImageError, match="no ink found"):
-        preprocess_image(page)
-
-
-# ----------------------------------------------------------------- predictions
 
 
 def test_bundled_weights_load_and_have_a_sidecar():

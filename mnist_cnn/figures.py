@@ -16,10 +16,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .atomic import atomic_write
+from . import defaults
 from .errors import MnistCnnError
-from .kernels import conv_forward, pool_forward
-from .networks import infer_spec
+from .files import atomic_write
+from .spec import Conv, Weights
+from .weights import WeightsLike, as_weights
 
 __all__ = [
     "feature_maps",
@@ -36,14 +37,15 @@ DPI = 100
 _DIVERGING = "RdBu_r"
 
 
-def _conv_weights(weights: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
-    if infer_spec(weights).kind != "cnn":
+def _conv_weights(weights: WeightsLike, what: str) -> Weights:
+    weights = as_weights(weights)
+    if not weights.network.convolutional:
         raise MnistCnnError(f"{what} needs the cnn network's weights; these are of an MLP, "
                             "which has no convolution layers")
-    return [np.asarray(w, np.float32) for w in weights]
+    return weights
 
 
-def matched_kernels(weights: Sequence[np.ndarray]) -> np.ndarray:
+def matched_kernels(weights: WeightsLike) -> np.ndarray:
     """The 32 first-layer kernels as they are matched against the image.
 
     Lasagne's Conv2DLayer computes a true convolution: the stored array ``W[k, 0]`` is
@@ -84,13 +86,12 @@ def _as_image(image: Any, data_dir: str | os.PathLike | None,
     return array.reshape(28, 28), "given image"
 
 
-def feature_maps(weights: Sequence[np.ndarray], image: np.ndarray,
-                 layer: int = 1) -> np.ndarray:
+def feature_maps(weights: WeightsLike, image: np.ndarray, layer: int = 1) -> np.ndarray:
     """The C1 or C2 feature maps of one image, after ReLU (before pooling).
 
     Parameters
     ----------
-    weights : list of numpy.ndarray
+    weights : Weights, list of numpy.ndarray or path
         The cnn's weights in Lasagne's layout.
     image : numpy.ndarray
         28x28 pixels (any shape with 784 values), scaled as the training data.
@@ -102,14 +103,14 @@ def feature_maps(weights: Sequence[np.ndarray], image: np.ndarray,
     numpy.ndarray
         float32 array of shape (32, 24, 24) or (32, 8, 8).
     """
-    if layer not in (1, 2):
+    from .engines.numpy import layer_outputs
+
+    weights = _conv_weights(weights, "feature maps")
+    convs = [i for i, kind in enumerate(weights.network.layers) if isinstance(kind, Conv)]
+    if layer not in range(1, len(convs) + 1):
         raise MnistCnnError(f"layer must be 1 or 2, got {layer}")
-    W1, b1, W2, b2 = _conv_weights(weights, "feature maps")[:4]
     x = np.asarray(image, np.float32).reshape(1, 1, 28, 28)
-    maps = np.maximum(conv_forward(x, W1) + b1[:, None, None], 0)
-    if layer == 2:
-        maps = np.maximum(conv_forward(pool_forward(maps), W2) + b2[:, None, None], 0)
-    return maps[0].astype(np.float32)
+    return layer_outputs(weights, x)[convs[layer - 1]][0]
 
 
 def _grid(fig: Figure, panels: np.ndarray, rows: int, cols: int, titles: Sequence[str],
@@ -128,7 +129,7 @@ def _grid(fig: Figure, panels: np.ndarray, rows: int, cols: int, titles: Sequenc
     return images
 
 
-def plot_kernels(weights: Sequence[np.ndarray]) -> Figure:
+def plot_kernels(weights: WeightsLike) -> Figure:
     """The 32 first-layer 5x5 kernels in a 4x8 grid, numbered from 0.
 
     Kernel ``k`` is ``weights[0][k, 0]`` (the blog's "kernels 3 and 4" are panels 3 and
@@ -151,8 +152,8 @@ def plot_kernels(weights: Sequence[np.ndarray]) -> Figure:
     return fig
 
 
-def plot_feature_maps(weights: Sequence[np.ndarray], image: Any = "random", layer: int = 1,
-                      seed: int | None = None,
+def plot_feature_maps(weights: WeightsLike, image: Any = defaults.FEATURE_MAP_IMAGE,
+                      layer: int = 1, seed: int | None = defaults.FEATURE_MAP_SEED,
                       data_dir: str | os.PathLike | None = None) -> Figure:
     """The input digit and its 32 feature maps (after ReLU), labelled by kernel number.
 
@@ -226,7 +227,7 @@ def plot_history(history: Sequence[Any]) -> Figure:
     return fig
 
 
-def _probabilities(weights: Sequence[np.ndarray], X: np.ndarray, device: str,
+def _probabilities(weights: WeightsLike, X: np.ndarray, device: str,
                    proba: np.ndarray | None) -> np.ndarray:
     if proba is not None:
         return np.asarray(proba)
@@ -235,8 +236,8 @@ def _probabilities(weights: Sequence[np.ndarray], X: np.ndarray, device: str,
     return predict_proba(weights, X, device=device)
 
 
-def plot_confusion(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
-                   device: str = "auto", proba: np.ndarray | None = None) -> Figure:
+def plot_confusion(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
+                   device: str = defaults.DEVICE, proba: np.ndarray | None = None) -> Figure:
     """Confusion matrix (counts) of the network's predictions on a labelled set.
 
     ``proba`` (the network's probabilities for ``X``, from
@@ -266,8 +267,8 @@ def plot_confusion(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
     return fig
 
 
-def plot_misclassified(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
-                       n: int = 32, device: str = "auto",
+def plot_misclassified(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
+                       n: int = 32, device: str = defaults.DEVICE,
                        proba: np.ndarray | None = None) -> Figure:
     """The first ``n`` (at most 32) misclassified images: true label, prediction, confidence.
 

@@ -1,4 +1,4 @@
-"""mnist_cnn.theano_engine: the tutorial's symbolic program on PyTensor agrees with PyTorch."""
+"""mnist_cnn.engines.pytensor: the tutorial's symbolic program on PyTensor agrees with PyTorch."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from mnist_cnn import evaluate, predict_proba, save_weights, train
-from mnist_cnn.model import LasagneNet
-from mnist_cnn.networks import init_weights
-from mnist_cnn.train import NesterovMomentum
+from mnist_cnn.engines.torch import LasagneNet, NesterovMomentum
+from mnist_cnn.spec import Weights, init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"]
@@ -25,28 +24,28 @@ MODELS = ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"]
 def te():
     """The engine module; PyTensor missing is a skip, or a failure in CI."""
     try:
-        import pytensor  # noqa: F401
+        import pytensor
     except ImportError:
         if os.environ.get("MNIST_CNN_REQUIRE_THEANO") == "1":
             pytest.fail("PyTensor is not installed: pip install '.[theano]'")
         pytest.skip("PyTensor is not installed (pip install '.[theano]')")
-    from mnist_cnn import theano_engine
+    from mnist_cnn.engines import pytensor
 
-    return theano_engine
+    return pytensor
 
 
 def perturbed(model: str, seed: int = 1, gain: float = 1.0) -> list[np.ndarray]:
     """Glorot weights (times ``gain``) with non-zero biases: every parameter matters."""
     rng = np.random.default_rng(seed)
-    return [w * (gain if w.ndim > 1 else 1) + rng.normal(0, 0.05, w.shape).astype(np.float32)
-            for w in init_weights(model, seed)]
+    return Weights([w * (gain if w.ndim > 1 else 1) + rng.normal(0, 0.05, w.shape)
+                    for w in init_weights(model, seed)], model)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_both_engines_give_the_same_probabilities(te, mnist, model):
     weights = perturbed(model, gain=3.0)  # confident, so that outputs differ per digit
     X = mnist[4][:64]  # real, distinct digits
-    ours = predict_proba(weights, X, device="cpu")
+    ours = predict_proba(weights, X, device="cpu", engine="pytorch")
     theirs = predict_proba(weights, X, engine="theano")
     assert ours.std(axis=0).max() > 0.05  # the digits give different outputs
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
@@ -56,23 +55,23 @@ def test_both_engines_give_the_same_probabilities(te, mnist, model):
 def test_one_training_step_without_dropout_gives_the_same_weights(te, mnist, model):
     weights = perturbed(model, seed=2)
     X, y = np.ascontiguousarray(mnist[0][:50]), mnist[1][:50]
-    engine = te.TheanoEngine(model, weights, learning_rate=0.01, momentum=0.9, dropout=False)
+    program = te.TheanoProgram(weights, learning_rate=0.01, momentum=0.9, dropout=False)
     net = LasagneNet(model, weights).eval()  # eval: the same network without dropout
     params = list(net.params)
     updates = NesterovMomentum(params, 0.01, 0.9)
     for _ in range(2):  # the second step also uses the velocities
-        engine.train_fn(X, y.astype(np.int32))
+        program.train_fn(X, y.astype(np.int32))
         loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(X)),
                                                  torch.from_numpy(y).long())
         updates.step(torch.autograd.grad(loss, params))
-    for theirs, ours in zip(engine.get_weights(), net.get_weights(), strict=True):
+    for theirs, ours in zip(program.get_weights(), net.get_weights(), strict=True):
         np.testing.assert_allclose(theirs, ours, atol=1e-5)
 
 
 def test_a_model_from_one_engine_loads_and_predicts_in_the_other(te, mnist, tmp_path):
     path = save_weights(tmp_path / "model.npz", perturbed("cnn", seed=3))
     X, y = mnist[4][:200], mnist[5][:200]
-    a = evaluate(path, X, y, device="cpu")
+    a = evaluate(path, X, y, device="cpu", engine="pytorch")
     b = evaluate(path, X, y, engine="theano")
     assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, abs=1e-5)
 
@@ -92,7 +91,7 @@ def test_theano_resume_equals_an_uninterrupted_run(te, mnist, tmp_path):
                     checkpoint=ckpt, resume=True, verbose=False)
     for a, b in zip(full.weights, resumed.weights, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert resumed.engine == "theano" and resumed.config["engine"] == "theano"
+    assert resumed.engine == "theano" and resumed.versions["pytensor"]
 
 
 @pytest.mark.slow

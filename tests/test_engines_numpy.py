@@ -1,4 +1,4 @@
-"""mnist_cnn.kernels: Lasagne's layers in numpy equal PyTorch's, gradients included."""
+"""mnist_cnn.engines.numpy: Lasagne's layers in numpy equal PyTorch's, gradients included."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_cnn import kernels, predict_proba
-from mnist_cnn.networks import init_weights, parse_model_name
+from mnist_cnn import predict_proba
+from mnist_cnn.engines import numpy as kernels
+from mnist_cnn.spec import Weights, init_weights
 
 
 def test_convolution_and_its_gradients_equal_pytorch_autograd():
@@ -40,10 +41,27 @@ def test_max_pool_and_its_gradient_equal_pytorch_ties_included():
 @pytest.mark.parametrize("model", ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"])
 def test_numpy_forward_pass_equals_pytorch(mnist, model):
     rng = np.random.default_rng(4)
-    weights = [w * (3 if w.ndim > 1 else 1) + rng.normal(0, 0.05, w.shape).astype(np.float32)
-               for w in init_weights(model, 4)]
+    weights = Weights([w * (3 if w.ndim > 1 else 1) + rng.normal(0, 0.05, w.shape)
+                       for w in init_weights(model, 4)], model)
     X = mnist[4][:64]  # real, distinct digits
-    ours = kernels.forward(weights, X, parse_model_name(model))
-    theirs = predict_proba(weights, X, device="cpu")
+    ours = predict_proba(weights, X, engine="numpy")
+    theirs = predict_proba(weights, X, engine="pytorch", device="cpu")
     assert theirs.std(axis=0).max() > 0.05
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_layer_outputs_follow_the_networks_layers(mnist):
+    outputs = kernels.layer_outputs(init_weights("cnn"), mnist[4][:3])
+    assert [o.shape for o in outputs] == [(3, 32, 24, 24), (3, 32, 12, 12), (3, 32, 8, 8),
+                                          (3, 32, 4, 4), (3, 32, 4, 4), (3, 256), (3, 256),
+                                          (3, 10)]
+    assert (outputs[0] >= 0).all()  # after ReLU
+    np.testing.assert_allclose(outputs[-1].sum(axis=1), 1, rtol=1e-6)
+
+
+def test_the_numpy_engine_cannot_train():
+    from mnist_cnn import EngineError, train
+
+    with pytest.raises(EngineError, match=r"only predicts|unknown engine"):
+        train("cnn", engine="numpy", data=(np.zeros((4, 1, 28, 28), np.float32),
+                                           np.zeros(4, np.uint8)) * 3, verbose=False)

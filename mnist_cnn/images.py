@@ -1,36 +1,41 @@
-"""Recognise your own images: MNIST-style preprocessing and predictions.
+"""Make a photo, scan or drawing of a digit look like an MNIST digit, step by step.
 
 MNIST digits were made by scaling each black-and-white NIST digit to fit a 20x20 box
 (keeping its aspect ratio; anti-aliasing gives grey levels) and placing it in a 28x28
 field with its centre of mass at the centre; ink is white (high) on black (0). A photo
 or scan of a digit on paper is the opposite polarity, unevenly lit, rarely centred, and
 often drawn with a pen much thinner than MNIST's strokes. :func:`preprocess_image` goes
-through the same steps as MNIST did so that such an image looks like an MNIST digit.
+through the same steps as MNIST did; each step is a public function of its own.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import MnistCnnError
+from .errors import ImageError
 
 __all__ = [
-    "ImageError",
-    "Prediction",
-    "bundled_weights_path",
-    "predict",
+    "crop_to_ink",
+    "describe",
+    "estimate_background",
+    "find_ink",
+    "fit_box",
+    "ink_bright",
+    "load_grey",
+    "place_centred",
     "preprocess_image",
+    "stroke_width",
+    "thicken",
 ]
 
 #: Images above this many pixels are refused (a guard against decompression bombs).
 MAX_PIXELS = 50_000_000
+#: Image files above this size are refused: 4 bytes per pixel of the largest image.
+MAX_FILE_BYTES = 4 * MAX_PIXELS
 #: Larger images are box-reduced to about this longer side before any other step.
 _WORK_MAX_SIDE = 1024
 #: A larger digit is first reduced to 4x MNIST's size (an 80 px box), where its strokes
@@ -42,17 +47,12 @@ _TARGET_STROKE = 2.8
 _THIN_STROKE = 2.0
 #: MNIST's mean centre of mass, in pixel-index coordinates (measured: 13.99, 14.00).
 _CENTRE = 14.0
-#: Up to this many images, ``predict(device="auto")`` uses numpy instead of PyTorch.
-_NUMPY_MAX_IMAGES = 256
-
-
-class ImageError(MnistCnnError):
-    """An image cannot be read or holds no digit; the message names the image."""
 
 
 # ------------------------------------------------------------------------- loading
 
-def _describe(src: Any) -> str:
+def describe(src: Any) -> str:
+    """How an image is named in messages: its path, or what kind of object it is."""
     if isinstance(src, (str, os.PathLike)):
         return str(src)
     if isinstance(src, np.ndarray):
@@ -61,30 +61,36 @@ def _describe(src: Any) -> str:
 
 
 def _open(path: Path):
+    """The image in a file (read whole, through :func:`mnist_cnn.files.open_regular`)."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
+    from .files import FileFormatError, open_regular
+
     try:
-        if path.is_dir():
-            raise ImageError(f"{path}: is a folder, not an image")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file (0 bytes)")
-        image = Image.open(path)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ImageError(f"{path}: cannot be read (permission denied)") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
+        with open_regular(path, "image") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileFormatError as exc:
+        raise ImageError(str(exc)) from None
     except OSError as exc:
         raise ImageError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return image
+    if not data:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 20} MB, larger than any image of "
+                         f"at most {MAX_PIXELS / 1e6:.0f} megapixels; scale it down first")
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
 
 
-def _greyscale(src: Any) -> np.ndarray:
+def load_grey(src: Any) -> np.ndarray:
     """Float32 greyscale in [0, 1]: EXIF orientation applied, transparency on white."""
     from PIL import Image, ImageOps
 
-    name = _describe(src)
+    name = describe(src)
     if isinstance(src, np.ndarray):
         array = np.asarray(src)
         if array.ndim == 2 and array.dtype.kind == "f":
@@ -137,10 +143,12 @@ def _greyscale(src: Any) -> np.ndarray:
 
 def _mad(values: np.ndarray) -> float:
     """Robust standard deviation (median absolute deviation, scaled for a normal law)."""
-    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    from scipy.stats import median_abs_deviation
+
+    return float(median_abs_deviation(values, axis=None, scale="normal"))
 
 
-def _background(image: np.ndarray, bright_ink: bool = True) -> np.ndarray:
+def estimate_background(image: np.ndarray, bright_ink: bool = True) -> np.ndarray:
     """A smooth quadratic surface through the background (uneven lighting, grey paper).
 
     The image is cut into blocks (about 16 across) whose medians are almost free of
@@ -170,7 +178,7 @@ def _background(image: np.ndarray, bright_ink: bool = True) -> np.ndarray:
             + coef[5] * C * C).astype(np.float32)
 
 
-def _ink_bright(grey: np.ndarray) -> np.ndarray:
+def ink_bright(grey: np.ndarray) -> np.ndarray:
     """The image with the ink bright: dark ink on light paper is inverted."""
     from scipy import ndimage
 
@@ -185,16 +193,16 @@ def _ink_bright(grey: np.ndarray) -> np.ndarray:
         return 1.0 - grey if frame > (low + high) / 2 else grey
     # Ambiguous (a little ink on a page with a lighting gradient): around a background
     # fitted without assuming a polarity, the ink is the larger of the two extremes.
-    residual = ndimage.uniform_filter(grey - _background(grey, bright_ink=False), 3)
+    residual = ndimage.uniform_filter(grey - estimate_background(grey, bright_ink=False), 3)
     return 1.0 - grey if -residual.min() > residual.max() else grey
 
 
-def _ink(grey: np.ndarray, name: str) -> np.ndarray:
+def find_ink(grey: np.ndarray, name: str) -> np.ndarray:
     """Ink intensity in [0, 1] (ink high, background 0), specks and lighting removed."""
     from scipy import ndimage
 
-    grey = _ink_bright(grey)
-    ink = grey - _background(grey)
+    grey = ink_bright(grey)
+    ink = grey - estimate_background(grey)
     # Strokes are found on a 3x3 average, which divides pixel noise by 3 but keeps the
     # strength of a 3-pixel pen line: thin strokes on a large page still stand out.
     smooth = ndimage.uniform_filter(ink, 3)
@@ -218,7 +226,7 @@ def _ink(grey: np.ndarray, name: str) -> np.ndarray:
     return ink.astype(np.float32)
 
 
-def _crop(ink: np.ndarray) -> np.ndarray:
+def crop_to_ink(ink: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(ink.max(axis=1) > 0)
     cols = np.flatnonzero(ink.max(axis=0) > 0)
     return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -234,7 +242,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.asarray(out, np.float32), 0, 1)
 
 
-def _stroke_width(image: np.ndarray) -> float:
+def stroke_width(image: np.ndarray) -> float:
     """Mean stroke width in pixels: 2 * area / boundary pixels of the ink above 0.5."""
     from scipy import ndimage
 
@@ -243,7 +251,7 @@ def _stroke_width(image: np.ndarray) -> float:
     return 2.0 * mask.sum() / max(int(boundary.sum()), 1)
 
 
-def _thicken(image: np.ndarray, width: float, target: float) -> np.ndarray:
+def thicken(image: np.ndarray, width: float, target: float) -> np.ndarray:
     """Grow strokes from ``width`` to about ``target`` pixels (octagonal dilation)."""
     from scipy import ndimage
 
@@ -256,7 +264,7 @@ def _thicken(image: np.ndarray, width: float, target: float) -> np.ndarray:
     return padded
 
 
-def _fit_box(digit: np.ndarray, box: int) -> np.ndarray:
+def fit_box(digit: np.ndarray, box: int) -> np.ndarray:
     """Scale so that the longer side is ``box`` pixels, keeping the aspect ratio."""
     h, w = digit.shape
     if max(h, w) == box:
@@ -265,7 +273,7 @@ def _fit_box(digit: np.ndarray, box: int) -> np.ndarray:
     return _resize(digit, max(1, round(h * scale)), max(1, round(w * scale)))
 
 
-def _place(digit: np.ndarray) -> np.ndarray:
+def place_centred(digit: np.ndarray) -> np.ndarray:
     """Put a digit of at most 20x20 in a 28x28 field, centre of mass at the centre."""
     from scipy import ndimage
 
@@ -312,123 +320,16 @@ def preprocess_image(src: Any) -> np.ndarray:
     >>> x.shape
     (28, 28)
     """
-    name = _describe(src)
-    digit = _crop(_ink(_greyscale(src), name))
+    name = describe(src)
+    digit = crop_to_ink(find_ink(load_grey(src), name))
     if max(digit.shape) > _FINE * 20:
         # Work at 4x MNIST's size; a thin stroke made faint by the averaging is brought
         # back to full strength.
-        digit = _fit_box(digit, _FINE * 20)
+        digit = fit_box(digit, _FINE * 20)
         digit = np.clip(digit / max(float(np.percentile(digit[digit > 0], 95)), 1e-6), 0, 1)
     scale = max(digit.shape) / 20  # pixels here per pixel of MNIST's 20 px box
-    width = _stroke_width(digit)
+    width = stroke_width(digit)
     if width / scale < _THIN_STROKE:
-        digit = _crop(_thicken(digit, width, _TARGET_STROKE * scale))
-    canvas = _place(_fit_box(digit, 20))
+        digit = crop_to_ink(thicken(digit, width, _TARGET_STROKE * scale))
+    canvas = place_centred(fit_box(digit, 20))
     return (np.round(canvas * 255) / 256).astype(np.float32)
-
-
-# ---------------------------------------------------------------------- predictions
-
-@dataclass(frozen=True)
-class Prediction:
-    """The network's answer for one image.
-
-    Attributes
-    ----------
-    source : str
-        The file name, or a description of the image.
-    digit : int
-        The most probable digit.
-    probability : float
-        Its probability (0..1).
-    top : list of (int, float)
-        The most probable digits with their probabilities, best first.
-    image : numpy.ndarray
-        The 28x28 input the network saw.
-    """
-
-    source: str
-    digit: int
-    probability: float
-    top: list[tuple[int, float]] = field(default_factory=list)
-    image: np.ndarray = field(default_factory=lambda: np.zeros((28, 28), np.float32),
-                              repr=False)
-
-
-def bundled_weights_path() -> Path:
-    """The model shipped with the package (trained by this project; see its sidecar)."""
-    return Path(str(resources.files("mnist_cnn") / "bundled" / "cnn-50epochs.npz"))
-
-
-def _as_inputs(images: Any) -> tuple[np.ndarray, list[str]]:
-    """Network inputs (N, 1, 28, 28) and a name per image."""
-    from PIL import Image
-
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        if images.shape[1:] != (1, 28, 28):
-            raise ImageError(f"a batch array must have shape (N, 1, 28, 28), got "
-                             f"{images.shape}")
-        return images.astype(np.float32), [f"image {i}" for i in range(len(images))]
-    single = isinstance(images, (str, os.PathLike, np.ndarray, Image.Image))
-    items = [images] if single else list(images)
-    inputs = np.stack([preprocess_image(item) for item in items]) if items else np.zeros(
-        (0, 28, 28), np.float32)
-    return inputs[:, None], [_describe(item) for item in items]
-
-
-def predict(images: Any, weights: Sequence[np.ndarray] | str | os.PathLike | None = None,
-            top: int = 3, device: str = "auto") -> list[Prediction]:
-    """Classify one image or many.
-
-    Parameters
-    ----------
-    images : path, PIL image, array, or a list of them
-        Each is preprocessed with :func:`preprocess_image`; an array of shape
-        (N, 1, 28, 28) is taken as network inputs already (like ``X_test``).
-    weights : list of numpy.ndarray or path, optional
-        Default: the model bundled with the package (:func:`bundled_weights_path`).
-    top : int
-        How many digits to list in ``Prediction.top``.
-    device : str
-        ``auto``, ``cpu``, ``cuda`` or ``mps``. With ``auto``, up to 256 images are
-        classified by a numpy forward pass (no PyTorch import: a fast start), more by
-        PyTorch (on CUDA when present).
-
-    Returns
-    -------
-    list of Prediction
-        One per image, in order.
-
-    Raises
-    ------
-    ImageError
-        If an image cannot be read or holds no digit (the message names it).
-
-    Examples
-    --------
-    >>> [p.digit for p in predict(["three.png", "seven.jpg"])]  # doctest: +SKIP
-    [3, 7]
-    """
-    inputs, names = _as_inputs(images)
-    if weights is None:
-        weights = bundled_weights_path()
-    if device == "auto" and len(inputs) <= _NUMPY_MAX_IMAGES:
-        # A few images: numpy's forward pass is as fast, and PyTorch need not be imported
-        # (about a second of a one-image `mnist-cnn predict`).
-        from .kernels import forward
-        from .networks import infer_spec
-        from .weights import load_weights
-
-        if isinstance(weights, (str, os.PathLike)):
-            weights = load_weights(weights)
-        proba = forward(weights, inputs, infer_spec(weights))
-    else:
-        from .inference import predict_proba
-
-        proba = predict_proba(weights, inputs, device=device)
-    results = []
-    for name, x, p in zip(names, inputs, proba, strict=True):
-        order = np.argsort(-p, kind="stable")[: max(1, top)]
-        results.append(Prediction(name, int(order[0]), float(p[order[0]]),
-                                  [(int(d), float(p[d])) for d in order], x[0]))
-    return results

@@ -1,0 +1,352 @@
+"""Train the tutorial's networks as its ``main()`` does: the epoch loop.
+
+The loop is the same for every engine and knows nothing of how an engine computes: it
+draws the batch order, drives the engine's :class:`~mnist_cnn.engines.Trainer` through
+each epoch (mean cross-entropy, Lasagne's ``nesterov_momentum``, the training set
+shuffled every epoch with the last incomplete batch dropped), validates without
+dropout, prints the tutorial's report, and writes a checkpoint after every epoch, so
+that a run stopped by Ctrl-C or SIGTERM resumes bit-identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import defaults, engines
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .data import load_dataset, minibatch_indices
+from .engines import Trainer, TrainerState
+from .errors import TrainingError, TrainingInterrupted
+from .files import check_writable_folder, remove_stale_temporaries
+from .results import EpochStats, TrainResult
+from .spec import init_weights, network
+
+__all__ = ["Settings", "resume", "train"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of a training run, as a checkpoint and a sidecar record them."""
+
+    model: str = defaults.MODEL
+    engine: str = defaults.ENGINE
+    num_epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    learning_rate: float = defaults.LEARNING_RATE
+    momentum: float = defaults.MOMENTUM
+    seed: int = defaults.SEED
+
+    #: What must be equal to resume a run (``num_epochs`` may grow).
+    FIXED = ("model", "engine", "batch_size", "learning_rate", "momentum", "seed")
+
+    def check(self, n_train: int) -> None:
+        """Raise TrainingError unless every setting is usable."""
+        def ok_int(value: Any) -> bool:
+            return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+        if not ok_int(self.num_epochs) or self.num_epochs < 1:
+            raise TrainingError(f"the number of epochs must be a whole number of at least 1, "
+                                f"got {self.num_epochs!r}")
+        if not ok_int(self.batch_size) or not 1 <= self.batch_size <= n_train:
+            raise TrainingError(f"the batch size must be between 1 and the {n_train:,} "
+                                f"training examples, got {self.batch_size!r}")
+        if not isinstance(self.learning_rate, int | float) or not (
+                0 < self.learning_rate < float("inf")):
+            raise TrainingError(f"the learning rate must be a positive number, got "
+                                f"{self.learning_rate!r}")
+        if not isinstance(self.momentum, int | float) or not 0 <= self.momentum < 1:
+            raise TrainingError(f"the momentum must be in [0, 1), got {self.momentum!r}")
+        if not ok_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise TrainingError(f"the seed must be a whole number from 0 to 2**32 - 1, got "
+                                f"{self.seed!r}")
+
+
+def train(
+    model: str = defaults.MODEL,
+    num_epochs: int = defaults.EPOCHS,
+    batch_size: int = defaults.BATCH_SIZE,
+    learning_rate: float = defaults.LEARNING_RATE,
+    momentum: float = defaults.MOMENTUM,
+    seed: int = defaults.SEED,
+    device: str = defaults.DEVICE,
+    data: Sequence[np.ndarray] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+    progress: bool | None = None,
+    engine: str = defaults.ENGINE,
+) -> TrainResult:
+    """Train one of the tutorial's networks and return its weights and history.
+
+    The defaults reproduce the blog's run (5 epochs at batch size 50); the tutorial's
+    own ``mnist.py`` used ``batch_size=500`` (and 500 epochs).
+
+    Parameters
+    ----------
+    model : str
+        ``"cnn"``, ``"mlp"`` or ``"custom_mlp:DEPTH,WIDTH,DROP_IN,DROP_HID"``.
+    num_epochs : int
+        Passes over the 50,000 training images.
+    batch_size : int
+        Images per update; the last incomplete batch of an epoch is dropped.
+    learning_rate, momentum : float
+        Nesterov momentum settings (the tutorial's 0.01 and 0.9).
+    seed : int
+        Seeds the initialisation, the batch order and the dropout masks: on a CPU, or
+        on one CUDA GPU, the same seed gives identical weights.
+    device : str
+        ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    data : sequence of numpy.ndarray, optional
+        ``(X_train, y_train, X_val, y_val, X_test, y_test)``; default
+        :func:`mnist_cnn.load_dataset` from ``data_dir``.
+    data_dir : str or path-like, optional
+        Where the MNIST files are (see :func:`mnist_cnn.load_dataset`).
+    checkpoint : str or path-like, optional
+        File written (atomically) at the end of every epoch.
+    resume : bool
+        Continue from ``checkpoint``, made with the same settings (``num_epochs`` may be
+        larger); :func:`resume` takes the settings from the checkpoint instead.
+    verbose : bool
+        Print the tutorial's report: what it is doing, each epoch, the test results.
+    progress : bool, optional
+        A progress bar inside each epoch; default: when standard error is a terminal.
+    engine : {"pytorch", "theano"}
+        PyTorch (default), or the tutorial's symbolic program on PyTensor (CPU only;
+        needs ``pip install 'mnist-cnn[theano]'``). Both give weights in the same layout.
+
+    Returns
+    -------
+    TrainResult
+        ``.weights`` (Lasagne layout), ``.history``, ``.test_loss``, ``.test_accuracy``.
+
+    Raises
+    ------
+    TrainingError
+        Bad settings, a non-finite loss (names epoch and batch), an unusable checkpoint.
+    TrainingInterrupted
+        On Ctrl-C or SIGTERM; the checkpoint of the last finished epoch is kept.
+    EngineError
+        An unknown engine, or one whose library is not installed.
+
+    Examples
+    --------
+    >>> result = train("cnn", num_epochs=5, batch_size=50)  # doctest: +SKIP
+    >>> weights = result.weights  # doctest: +SKIP
+    """
+    settings = Settings(str(model), engine, num_epochs, batch_size, learning_rate, momentum,
+                        seed)
+    saved = None
+    if resume:
+        if checkpoint is None:
+            raise TrainingError("resume=True needs the checkpoint file to resume from")
+        saved = load_checkpoint(checkpoint)
+        _check_same(saved, settings, checkpoint)
+    return _run(settings, saved, device, data, data_dir, checkpoint, verbose, progress)
+
+
+def resume(checkpoint: str | os.PathLike, num_epochs: int | None = None, *,
+           device: str = defaults.DEVICE, data: Sequence[np.ndarray] | None = None,
+           data_dir: str | os.PathLike | None = None, verbose: bool = True,
+           progress: bool | None = None, **settings: Any) -> TrainResult:
+    """Continue the run saved in ``checkpoint``, with the settings it was made with.
+
+    Parameters
+    ----------
+    checkpoint : str or path-like
+        A checkpoint written by :func:`train` (``checkpoint.npz`` of a run folder).
+    num_epochs : int, optional
+        The total number of epochs; default: the checkpoint's.
+    device, data, data_dir, verbose, progress
+        As for :func:`train`.
+    **settings
+        Settings given again (``model``, ``engine``, ``batch_size``, ``learning_rate``,
+        ``momentum``, ``seed``): each must equal the checkpoint's.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingError
+        No usable checkpoint, or settings that differ from it.
+    """
+    saved = load_checkpoint(checkpoint)
+    unknown = set(settings) - set(Settings.FIXED)
+    if unknown:
+        raise TrainingError(f"unknown settings {sorted(unknown)}; resume takes "
+                            f"{', '.join(Settings.FIXED)} and num_epochs")
+    recorded = {key: saved.config.get(key) for key in Settings.FIXED}
+    run = Settings(**{**recorded, **settings,
+                      "num_epochs": saved.config.get("num_epochs") if num_epochs is None
+                      else num_epochs})
+    _check_same(saved, run, checkpoint)
+    return _run(run, saved, device, data, data_dir, checkpoint, verbose, progress)
+
+
+def _check_same(saved: Checkpoint, settings: Settings, checkpoint: Any) -> None:
+    given = asdict(settings)
+    differ = [key for key in Settings.FIXED if saved.config.get(key) != given[key]]
+    if differ:
+        raise TrainingError(
+            f"{checkpoint} was made with other settings ("
+            + ", ".join(f"{k}={saved.config.get(k)!r} there, {given[k]!r} here"
+                        for k in differ)
+            + "); resume with the same settings or start a new run")
+    if settings.num_epochs < saved.epoch:
+        raise TrainingError(f"{checkpoint} already holds {saved.epoch} epochs; ask for at "
+                            f"least that many (got {settings.num_epochs})")
+
+
+def _say(verbose: bool, text: str) -> None:
+    if verbose:
+        print(text, flush=True)
+
+
+def _run(settings: Settings, saved: Checkpoint | None, device: str,
+         data: Sequence[np.ndarray] | None, data_dir: str | os.PathLike | None,
+         checkpoint: str | os.PathLike | None, verbose: bool,
+         progress: bool | None) -> TrainResult:
+    try:
+        net = network(settings.model)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    engine = engines.get(settings.engine, training=True)
+    if checkpoint is not None:
+        check_writable_folder(Path(checkpoint).parent, "the checkpoint's folder")
+        remove_stale_temporaries(Path(checkpoint).parent)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if data is None:
+        _say(verbose, "Loading data...")
+        data = load_dataset(data_dir, progress=progress)
+    X_train, y_train, X_val, y_val, X_test, y_test = data
+    settings.check(len(X_train))
+    _say(verbose, "Building model and compiling functions...")
+    weights = saved.weights if saved is not None else init_weights(net, settings.seed)
+    trainer = engine.make_trainer(weights, settings.seed, settings.learning_rate,
+                                  settings.momentum, device, (X_train, y_train, X_val, y_val))
+    order_rng = np.random.default_rng(settings.seed)
+    history: list[EpochStats] = []
+    if saved is not None:
+        trainer.set_state(TrainerState(saved.weights, saved.velocities, saved.dropout_state))
+        order_rng.bit_generator.state = saved.order_state
+        history = [EpochStats(**h) for h in saved.history]
+        _say(verbose, f"Resuming {checkpoint} after epoch {saved.epoch}")
+    config = asdict(settings)
+
+    _say(verbose, "Starting training...")
+    epoch = done = len(history)
+    try:
+        with _signals_as_interrupts():
+            for epoch in range(len(history) + 1, settings.num_epochs + 1):
+                start = time.perf_counter()
+                order = minibatch_indices(len(X_train), settings.batch_size, shuffle=True,
+                                          rng=order_rng)
+                train_loss = _train_epoch(trainer, order, epoch, settings.num_epochs,
+                                          progress)
+                val = trainer.validate()
+                stats = EpochStats(epoch, train_loss, val.loss, val.accuracy,
+                                   time.perf_counter() - start)
+                history.append(stats)
+                if checkpoint is not None:
+                    state = trainer.get_state()
+                    save_checkpoint(checkpoint, Checkpoint(
+                        config, epoch, state.weights, state.velocities,
+                        order_rng.bit_generator.state, state.dropout,
+                        [asdict(h) for h in history]))
+                    done = epoch
+                if verbose:
+                    _print_epoch(stats, settings.num_epochs)
+    except KeyboardInterrupt as exc:
+        raise TrainingInterrupted(
+            _interrupted_message(epoch, settings.num_epochs, checkpoint, done, exc),
+            epoch=epoch, checkpoint=checkpoint if (checkpoint is not None and done) else None,
+            signal=getattr(exc, "signal", signal.SIGINT)) from None
+
+    test = trainer.evaluate(X_test, y_test)
+    if verbose:
+        print("Final results:")
+        print(f"  test loss:\t\t\t{test.loss:.6f}")
+        print(f"  test accuracy:\t\t{test.accuracy * 100:.2f} %", flush=True)
+    return TrainResult(trainer.get_state().weights, history, test.loss, test.accuracy,
+                       config, trainer.device, trainer.versions)
+
+
+def _print_epoch(stats: EpochStats, num_epochs: int) -> None:
+    print(f"Epoch {stats.epoch} of {num_epochs} took {stats.seconds:.3f}s")
+    print(f"  training loss:\t\t{stats.train_loss:.6f}")
+    print(f"  validation loss:\t\t{stats.val_loss:.6f}")
+    print(f"  validation accuracy:\t\t{stats.val_accuracy * 100:.2f} %", flush=True)
+
+
+def _train_epoch(trainer: Trainer, order: np.ndarray, epoch: int, num_epochs: int,
+                 progress: bool) -> float:
+    """One epoch of updates; returns the mean of the batch losses."""
+    from tqdm.auto import tqdm
+
+    chunks: list[np.ndarray] = []
+    done = 0
+    with tqdm(total=len(order), desc=f"epoch {epoch}/{num_epochs}", unit="batch",
+              leave=False, disable=not progress, file=sys.stderr) as bar, \
+            contextlib.closing(trainer.train_epoch(order)) as losses:
+        for chunk in losses:
+            bad = np.flatnonzero(~np.isfinite(chunk))
+            if bad.size:
+                raise TrainingError(
+                    f"the training loss became {chunk[bad[0]]} in epoch {epoch}, batch "
+                    f"{done + bad[0] + 1} of {len(order)}; training stopped (try a lower "
+                    "learning rate); the last checkpoint holds the previous epoch")
+            chunks.append(chunk)
+            done += len(chunk)
+            bar.set_postfix(loss=f"{chunk.mean():.4f}", refresh=False)
+            bar.update(len(chunk))
+    return float(np.concatenate(chunks).mean())
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption like Ctrl-C's."""
+
+    signal = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """While training, SIGTERM stops it the way Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "SIGTERM"):
+        yield
+        return
+
+    def terminated(number: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_message(epoch: int, num_epochs: int,
+                         checkpoint: str | os.PathLike | None, saved: int,
+                         exc: BaseException) -> str:
+    how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+    text = f"training {how} in epoch {epoch} of {num_epochs}"
+    if checkpoint is not None and saved:
+        return f"{text}; the checkpoint of epoch {saved} is kept in {Path(checkpoint)}"
+    if checkpoint is not None:
+        return f"{text}; no epoch had finished, so there is no checkpoint to resume from"
+    return f"{text}; no checkpoint file was set, so it cannot be resumed"
