@@ -1,10 +1,12 @@
 """End-of-epoch checkpoints, so that a long run can stop and resume bit-identically.
 
 A checkpoint is one ``.npz`` file of numeric arrays only: the weights and Nesterov
-velocities in Lasagne's layout, the dropout generator's state, and (as UTF-8 JSON
-bytes) the settings, the epochs done, the batch-order generator's state and the
-history. It is written atomically and read through :func:`mnist_cnn.files.read_npz`:
-members and shapes are checked before anything is allocated, nothing is unpickled.
+velocities in Lasagne's layout (``w0..``, ``v0..``), the state of the numpy generator
+that shuffles (``order_keys``), each dropout layer's MRG31k3p sub-stream states
+(``d0..``), and, as UTF-8 JSON bytes (``meta``), the settings, the epochs done, the rest
+of the generator's state and the history. It is written atomically and read through
+:func:`mnist_cnn.files.read_npz`: members, types and shapes are checked before anything
+is allocated, nothing is unpickled, and every value is checked before it is used.
 """
 
 from __future__ import annotations
@@ -17,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from . import mrg
 from .errors import TrainingError, WeightsError
 from .files import NpyHeader, atomic_write, npz_bytes, parse_json, read_npz
 from .spec import Weights, network, network_for
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
-FORMAT = "mnist-cnn-checkpoint-2"
-#: Settings, history and generator states; a 100,000-epoch history is about 15 MB.
+FORMAT = "mnist-cnn-checkpoint-3"
+#: Settings, history and generator state; a 100,000-epoch history is about 15 MB.
 MAX_META_BYTES = 64 << 20
-#: The dropout generator's state (a PyTorch generator's is 5 kB).
-MAX_DROPOUT_STATE_BYTES = 16 << 20
+_HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds")
 
 
 @dataclass
@@ -37,17 +39,17 @@ class Checkpoint:
     Attributes
     ----------
     config : dict
-        The run's settings (model, engine, batch_size, learning_rate, momentum, seed,
-        num_epochs).
+        The run's settings (model, engine, num_epochs, batch_size, learning_rate,
+        momentum, seed).
     epoch : int
         Epochs completed.
     weights : Weights
     velocities : list of numpy.ndarray
         Nesterov velocities, Lasagne's layout.
-    order_state : dict
-        State of the generator of the batch order (JSON-ready).
-    dropout_state : numpy.ndarray
-        State of the dropout masks' generator, as the engine saved it.
+    order_state : tuple
+        ``numpy.random.RandomState.get_state()`` of the generator that shuffles.
+    dropout : list of numpy.ndarray
+        Each dropout layer's MRG31k3p sub-stream states, (n_streams, 6).
     history : list of dict
         One record per epoch done.
     """
@@ -56,20 +58,24 @@ class Checkpoint:
     epoch: int
     weights: Weights
     velocities: list[np.ndarray]
-    order_state: dict[str, Any]
-    dropout_state: np.ndarray
+    order_state: tuple
+    dropout: list[np.ndarray]
     history: list[dict[str, Any]]
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically; returns its path."""
+    kind, keys, pos, has_gauss, cached = checkpoint.order_state
     meta = {"format": FORMAT, "config": checkpoint.config, "epoch": checkpoint.epoch,
-            "order_state": checkpoint.order_state, "history": checkpoint.history}
-    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
-              "dropout_state": np.asarray(checkpoint.dropout_state)}
+            "order": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached)},
+            "history": checkpoint.history}
+    arrays = {"meta": np.frombuffer(json.dumps(meta, allow_nan=False).encode(), np.uint8),
+              "order_keys": np.asarray(keys, np.uint32)}
     arrays.update({f"w{i}": w for i, w in enumerate(checkpoint.weights)})
     arrays.update({f"v{i}": np.asarray(v, np.float32)
                    for i, v in enumerate(checkpoint.velocities)})
+    arrays.update({f"d{i}": np.asarray(d, np.int64) for i, d in enumerate(checkpoint.dropout)})
     path = Path(path)
     with atomic_write(path) as f:
         f.write(npz_bytes(**arrays))
@@ -95,25 +101,33 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                              "train without --resume")
 
     def check(headers: dict[str, NpyHeader]) -> None:
-        count = sum(1 for k in headers if k.startswith("w"))
-        expected = {"meta", "dropout_state", *(f"w{i}" for i in range(count)),
-                    *(f"v{i}" for i in range(count))}
+        count = sum(1 for k in headers if k[:1] == "w")
+        layers = sum(1 for k in headers if k[:1] == "d")
+        expected = {"meta", "order_keys", *(f"w{i}" for i in range(count)),
+                    *(f"v{i}" for i in range(count)), *(f"d{i}" for i in range(layers))}
         if set(headers) != expected:
-            raise unusable(f"members {sorted(headers)}, expected meta, dropout_state, "
-                           "w0.., v0..")
-        meta, state = headers["meta"], headers["dropout_state"]
+            raise unusable(f"members {sorted(headers)[:12]}, expected meta, order_keys, "
+                           "w0.., v0.., d0..")
+        meta = headers["meta"]
         if meta.dtype != np.uint8 or len(meta.shape) != 1 or meta.nbytes > MAX_META_BYTES:
             raise unusable("its settings are not JSON text of a sensible size")
-        if state.nbytes > MAX_DROPOUT_STATE_BYTES:
-            raise unusable("its dropout generator state is too large")
+        if headers["order_keys"].shape != (624,) or headers["order_keys"].dtype != np.uint32:
+            raise unusable("its batch-order generator state is not 624 uint32 numbers")
+        for i in range(layers):
+            d = headers[f"d{i}"]
+            if d.shape != (mrg.N_STREAMS, 6) or d.dtype.kind not in "iu":
+                raise unusable(f"dropout stream state d{i} has shape {d.shape}, expected "
+                               f"({mrg.N_STREAMS}, 6) integers")
         shapes = [headers[f"w{i}"].shape for i in range(count)]
         if [headers[f"v{i}"].shape for i in range(count)] != shapes or any(
                 headers[f"{k}{i}"].dtype.kind != "f" for k in "wv" for i in range(count)):
             raise unusable("its velocities do not match its weights")
         try:
-            network_for(shapes)
+            net = network_for(shapes)
         except WeightsError as exc:
             raise unusable(str(exc)) from None
+        if layers > len(net.dropout_shapes(1)):
+            raise unusable("it has more dropout streams than its network has dropout layers")
 
     arrays = read_npz(path, "checkpoint", check, error=TrainingError)
     meta = parse_json(arrays["meta"].tobytes(), f"{path} is not a usable checkpoint")
@@ -121,18 +135,45 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise unusable(f"not an mnist-cnn checkpoint of this version ({FORMAT})")
     config, epoch, history = meta.get("config"), meta.get("epoch"), meta.get("history")
     if not (isinstance(config, dict) and isinstance(config.get("model"), str)
-            and isinstance(epoch, int) and not isinstance(epoch, bool)
-            and isinstance(history, list) and len(history) == epoch
-            and all(isinstance(h, dict) for h in history)
-            and isinstance(meta.get("order_state"), dict)):
+            and _whole(epoch) and isinstance(history, list) and len(history) == epoch
+            and all(_epoch_record(h) for h in history)):
         raise unusable("its settings, epoch count or history are malformed")
-    count = len(arrays) // 2 - 1
+    order = meta.get("order")
+    if not (isinstance(order, dict) and order.get("kind") == "MT19937"
+            and _whole(order.get("pos")) and 0 <= order["pos"] <= 624
+            and order.get("has_gauss") in (0, 1)
+            and isinstance(order.get("cached_gaussian"), int | float)):
+        raise unusable("its batch-order generator state is malformed")
+    count = sum(1 for k in arrays if k[:1] == "w")
     try:
-        weights = Weights([arrays[f"w{i}"] for i in range(count)], network(config["model"]))
+        net = network(config["model"])
+        weights = Weights([arrays[f"w{i}"] for i in range(count)], net)
     except (WeightsError, ValueError) as exc:
         raise unusable(str(exc)) from None
     velocities = [np.asarray(arrays[f"v{i}"], np.float32) for i in range(count)]
     if not all(np.isfinite(v).all() for v in velocities):
         raise unusable("its velocities hold NaN or infinite values")
-    return Checkpoint(config, epoch, weights, velocities, meta["order_state"],
-                      arrays["dropout_state"], history)
+    dropout = [np.asarray(arrays[f"d{i}"], np.int64)
+               for i in range(len(net.dropout_shapes(1)))]
+    if len(dropout) != sum(1 for k in arrays if k[:1] == "d") or not all(
+            _valid_streams(d) for d in dropout):
+        raise unusable("its dropout stream states are not valid MRG31k3p states")
+    order_state = ("MT19937", arrays["order_keys"], order["pos"], order["has_gauss"],
+                   float(order["cached_gaussian"]))
+    return Checkpoint(config, epoch, weights, velocities, order_state, dropout, history)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _epoch_record(row: Any) -> bool:
+    return isinstance(row, dict) and set(row) == set(_HISTORY_KEYS) and all(
+        isinstance(row[k], int | float) and not isinstance(row[k], bool) for k in row)
+
+
+def _valid_streams(states: np.ndarray) -> bool:
+    """Each row: three values in [0, M1) not all 0, three in [0, M2) not all 0."""
+    first, second = states[:, :3], states[:, 3:]
+    return bool(((first >= 0) & (first < mrg.M1)).all() and first.any(axis=1).all()
+                and ((second >= 0) & (second < mrg.M2)).all() and second.any(axis=1).all())

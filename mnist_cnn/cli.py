@@ -191,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser(
+        "legacy", help="set up the real Theano 0.8.2 and Lasagne 0.1 (engine lasagne)",
+        description="The lasagne engine runs the tutorial's program on the real Theano "
+                    "0.8.2 and Lasagne 0.1, which need a Python 3.6 to 3.9 and numpy 1.x. "
+                    "`mnist-cnn legacy setup` finds such a Python (pyenv, uv, python3.9 ... "
+                    "on the PATH), builds a virtual environment with pinned versions in the "
+                    "cache folder, points Theano at numpy's OpenBLAS, and proves it with a "
+                    "small compiled function.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("setup", help="build the legacy environment (needs the internet)",
+                           description="Build (or rebuild) the legacy environment.")
+    q.add_argument("--python", metavar="PATH", type=_path,
+                   help="the Python 3.6 to 3.9 to use (default: the best one found)")
+
+    p = sub.add_parser(
         "bench", help="measure speed against the plain PyTorch way",
         description="Measure, in one run: training images/s at batch 50 and 500 for the "
                     "plain PyTorch loop (DataLoader, nn.Sequential, SGD) and for this "
@@ -392,6 +406,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_legacy(args: argparse.Namespace) -> int:
+    from .legacy import setup
+
+    setup(args.python)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -403,7 +424,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
-             "visualize": _cmd_visualize, "predict": _cmd_predict, "bench": _cmd_bench}
+             "visualize": _cmd_visualize, "predict": _cmd_predict, "legacy": _cmd_legacy,
+             "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
@@ -601,7 +601,7 @@ def iterate_minibatches(
     targets: np.ndarray,
     batchsize: int,
     shuffle: bool = False,
-    rng: np.random.Generator | int | None = None,
+    rng: np.random.RandomState | int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(inputs, targets)`` mini-batches as the tutorial's generator does.
 
@@ -615,8 +615,9 @@ def iterate_minibatches(
         Examples per batch (>= 1).
     shuffle : bool
         Visit the examples in a random order.
-    rng : numpy.random.Generator or int, optional
-        Source of the order when shuffling (a seed makes it reproducible).
+    rng : numpy.random.RandomState or int, optional
+        Source of the order when shuffling (a seed makes it reproducible); the
+        tutorial's is the global ``np.random``.
 
     Yields
     ------
@@ -639,13 +640,14 @@ def minibatch_indices(
     n: int,
     batchsize: int,
     shuffle: bool = False,
-    rng: Any = None,
+    rng: np.random.RandomState | int | None = None,
 ) -> np.ndarray:
     """Indices of the tutorial's mini-batches: shape (n // batchsize, batchsize).
 
-    The order is ``arange(n)``, shuffled in place by ``rng`` when ``shuffle``; the last
-    incomplete batch is dropped. :func:`iterate_minibatches` and the training loop
-    share it, so both visit the examples in the same order for the same generator.
+    As the tutorial's ``iterate_minibatches``: the order is ``arange(n)``, shuffled in
+    place by ``rng.shuffle`` (a ``RandomState``, or one seeded with ``rng``) when
+    ``shuffle``; the last incomplete batch is dropped. The training loop uses it with
+    the generator that initialised the network, as the tutorial uses ``np.random``.
 
     Examples
     --------
@@ -657,6 +659,8 @@ def minibatch_indices(
         raise ValueError(f"batchsize must be at least 1, got {batchsize}")
     indices = np.arange(n)
     if shuffle:
-        np.random.default_rng(rng).shuffle(indices)
+        if not isinstance(rng, np.random.RandomState):
+            rng = np.random.RandomState(rng)
+        rng.shuffle(indices)
     count = n // batchsize
     return indices[: count * batchsize].reshape(count, batchsize)

@@ -35,6 +35,7 @@ __all__ = [
     "cnn",
     "custom_mlp",
     "init_weights",
+    "initialise",
     "mlp",
     "network",
     "network_for",
@@ -311,12 +312,53 @@ class Weights(Sequence[np.ndarray]):
         return f"Weights({self.network.name}, {len(self)} arrays)"
 
 
-def init_weights(net: Network | str = "cnn", seed: int | None = 0) -> Weights:
-    """Lasagne's initial parameters: GlorotUniform (gain 1) weights and zero biases.
+#: Lasagne's ``DropoutLayer`` seeds its stream with ``randint(1, DROPOUT_SEED_LIMIT)``.
+DROPOUT_SEED_LIMIT = 2147462579
 
-    For a weight of shape ``(n1, n2, *rf)``: ``a = sqrt(3) * sqrt(2 / ((n1 + n2) *
-    prod(rf)))`` and the values are ``U(-a, a)``, drawn with a ``RandomState(seed)`` in
-    parameter order, as Lasagne draws them from its numpy generator.
+
+def initialise(net: Network | str, rng: np.random.RandomState) -> tuple[Weights, list[int]]:
+    """Build a network's parameters as Lasagne does, drawing from ``rng``.
+
+    Lasagne draws everything from one numpy ``RandomState`` while the layers are built,
+    input to output: a ``Conv2DLayer`` or ``DenseLayer`` draws its W (GlorotUniform,
+    gain 1: for a shape ``(n1, n2, *rf)``, ``U(-a, a)`` with ``a = sqrt(3) * sqrt(2 /
+    ((n1 + n2) * prod(rf)))``; its b is 0), and a ``DropoutLayer`` draws
+    ``randint(1, 2147462579)``, the seed of its own random stream. ``rng`` is left where
+    Lasagne leaves the global generator, so that the tutorial's shuffles come next.
+
+    Parameters
+    ----------
+    net : Network or str
+        The network (see :func:`network`).
+    rng : numpy.random.RandomState
+        The generator (the tutorial's ``np.random`` after ``np.random.seed(seed)``).
+
+    Returns
+    -------
+    weights : Weights
+        float32, in Lasagne's layout and order.
+    dropout_seeds : list of int
+        One per dropout layer, in order.
+    """
+    net = network(net)
+    shapes = iter(net.param_shapes())
+    arrays: list[np.ndarray] = []
+    seeds: list[int] = []
+    for layer in net.layers:
+        if isinstance(layer, Dropout):
+            seeds.append(int(rng.randint(1, DROPOUT_SEED_LIMIT)))
+        elif isinstance(layer, (Conv, Dense)):
+            shape, bias = next(shapes), next(shapes)
+            n1, n2 = shape[:2]
+            std = 1.0 * np.sqrt(2.0 / ((n1 + n2) * np.prod(shape[2:])))
+            bound = np.sqrt(3) * std
+            values = rng.uniform(low=0.0 - bound, high=0.0 + bound, size=shape)
+            arrays += [values.astype(np.float32), np.zeros(bias, np.float32)]
+    return Weights(arrays, net), seeds
+
+
+def init_weights(net: Network | str = "cnn", seed: int | None = 0) -> Weights:
+    """Lasagne's initial parameters after ``np.random.seed(seed)`` (see :func:`initialise`).
 
     Parameters
     ----------
@@ -328,15 +370,6 @@ def init_weights(net: Network | str = "cnn", seed: int | None = 0) -> Weights:
     Returns
     -------
     Weights
+        GlorotUniform weights and zero biases, float32, in Lasagne's layout and order.
     """
-    net = network(net)
-    rng = np.random.RandomState(seed)
-    arrays = []
-    for shape in net.param_shapes():
-        if len(shape) == 1:
-            arrays.append(np.zeros(shape, np.float32))
-            continue
-        n1, n2 = shape[:2]
-        bound = np.sqrt(3.0) * np.sqrt(2.0 / ((n1 + n2) * math.prod(shape[2:])))
-        arrays.append(rng.uniform(-bound, bound, size=shape).astype(np.float32))
-    return Weights(arrays, net)
+    return initialise(net, np.random.RandomState(seed))[0]

@@ -1,7 +1,10 @@
 """Train the tutorial's networks as its ``main()`` does: the epoch loop.
 
-The loop is the same for every engine and knows nothing of how an engine computes: it
-draws the batch order, drives the engine's :class:`~mnist_cnn.engines.Trainer` through
+The loop is the same for every engine and knows nothing of how an engine computes. As
+the tutorial after ``np.random.seed(seed)``, one numpy ``RandomState`` builds the
+network (Lasagne's draws, in Lasagne's order) and then shuffles the training set every
+epoch; each dropout layer's masks come from the MRG31k3p stream its seed starts. The
+loop draws the batch order, drives the engine's :class:`~mnist_cnn.engines.Trainer` through
 each epoch (mean cross-entropy, Lasagne's ``nesterov_momentum``, the training set
 shuffled every epoch with the last incomplete batch dropped), validates without
 dropout, prints the tutorial's report, and writes a checkpoint after every epoch, so
@@ -23,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from . import defaults, engines
+from . import defaults, engines, mrg
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import load_dataset, minibatch_indices
 from .engines import Trainer, TrainerState
 from .errors import TrainingError, TrainingInterrupted
 from .files import check_writable_folder, remove_stale_temporaries
 from .results import EpochStats, TrainResult
-from .spec import init_weights, network
+from .spec import initialise, network
 
 __all__ = ["Settings", "resume", "train"]
 
@@ -235,15 +238,20 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
     X_train, y_train, X_val, y_val, X_test, y_test = data
     settings.check(len(X_train))
     _say(verbose, "Building model and compiling functions...")
-    weights = saved.weights if saved is not None else init_weights(net, settings.seed)
-    trainer = engine.make_trainer(weights, settings.seed, settings.learning_rate,
-                                  settings.momentum, device, (X_train, y_train, X_val, y_val))
-    order_rng = np.random.default_rng(settings.seed)
+    # As the tutorial after np.random.seed(seed): one generator builds the network (its
+    # weights, and each dropout layer's seed) and then shuffles every epoch.
+    rng = np.random.RandomState(settings.seed)
+    weights, dropout_seeds = initialise(net, rng)
+    dropout = [mrg.stream_states(seed)[0] for seed in dropout_seeds]
     history: list[EpochStats] = []
     if saved is not None:
-        trainer.set_state(TrainerState(saved.weights, saved.velocities, saved.dropout_state))
-        order_rng.bit_generator.state = saved.order_state
+        weights, dropout = saved.weights, saved.dropout
+        rng.set_state(saved.order_state)
         history = [EpochStats(**h) for h in saved.history]
+    trainer = engine.make_trainer(weights, dropout, settings.learning_rate, settings.momentum,
+                                  device, (X_train, y_train, X_val, y_val))
+    if saved is not None:
+        trainer.set_state(TrainerState(saved.weights, saved.velocities, saved.dropout))
         _say(verbose, f"Resuming {checkpoint} after epoch {saved.epoch}")
     config = asdict(settings)
 
@@ -253,10 +261,11 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
         with _signals_as_interrupts():
             for epoch in range(len(history) + 1, settings.num_epochs + 1):
                 start = time.perf_counter()
+                shuffled_from = rng.get_state()
                 order = minibatch_indices(len(X_train), settings.batch_size, shuffle=True,
-                                          rng=order_rng)
-                train_loss = _train_epoch(trainer, order, epoch, settings.num_epochs,
-                                          progress)
+                                          rng=rng)
+                train_loss = _train_epoch(trainer, order, shuffled_from, epoch,
+                                          settings.num_epochs, progress)
                 val = trainer.validate()
                 stats = EpochStats(epoch, train_loss, val.loss, val.accuracy,
                                    time.perf_counter() - start)
@@ -264,9 +273,8 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
                 if checkpoint is not None:
                     state = trainer.get_state()
                     save_checkpoint(checkpoint, Checkpoint(
-                        config, epoch, state.weights, state.velocities,
-                        order_rng.bit_generator.state, state.dropout,
-                        [asdict(h) for h in history]))
+                        config, epoch, state.weights, state.velocities, rng.get_state(),
+                        state.dropout, [asdict(h) for h in history]))
                     done = epoch
                 if verbose:
                     _print_epoch(stats, settings.num_epochs)
@@ -292,8 +300,8 @@ def _print_epoch(stats: EpochStats, num_epochs: int) -> None:
     print(f"  validation accuracy:\t\t{stats.val_accuracy * 100:.2f} %", flush=True)
 
 
-def _train_epoch(trainer: Trainer, order: np.ndarray, epoch: int, num_epochs: int,
-                 progress: bool) -> float:
+def _train_epoch(trainer: Trainer, order: np.ndarray, shuffled_from: tuple, epoch: int,
+                 num_epochs: int, progress: bool) -> float:
     """One epoch of updates; returns the mean of the batch losses."""
     from tqdm.auto import tqdm
 
@@ -301,7 +309,7 @@ def _train_epoch(trainer: Trainer, order: np.ndarray, epoch: int, num_epochs: in
     done = 0
     with tqdm(total=len(order), desc=f"epoch {epoch}/{num_epochs}", unit="batch",
               leave=False, disable=not progress, file=sys.stderr) as bar, \
-            contextlib.closing(trainer.train_epoch(order)) as losses:
+            contextlib.closing(trainer.train_epoch(order, shuffled_from)) as losses:
         for chunk in losses:
             bad = np.flatnonzero(~np.isfinite(chunk))
             if bad.size:

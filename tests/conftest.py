@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnist_cnn import legacy
 from mnist_cnn.data import FILES, default_data_dir, find_mnist_files, load_dataset
-from mnist_cnn.errors import DataError
+from mnist_cnn.errors import DataError, EngineError
 
 # Resolved once, before any test changes the environment (see _private_cache).
 REAL_DATA_DIR = default_data_dir()
+LEGACY_DIR = legacy.home()
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +50,27 @@ def mnist(mnist_dir: Path, session_cache: Path) -> tuple[np.ndarray, ...]:
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never write into the user's real cache during tests."""
+    """Never write into the user's real cache during tests (the legacy environment of
+    the lasagne engine, set up once with `mnist-cnn legacy setup`, is only read)."""
     monkeypatch.setenv("MNIST_CNN_CACHE_DIR", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("MNIST_CNN_LEGACY_DIR", str(LEGACY_DIR))
+
+
+@pytest.fixture(scope="session")
+def real_lasagne() -> None:
+    """The real Theano 0.8.2 and Lasagne 0.1 are set up (`mnist-cnn legacy setup`).
+
+    Skipped when they are not, unless MNIST_CNN_REQUIRE_LASAGNE=1 (as in CI), which
+    turns the skip into a failure.
+    """
+
+    os.environ.setdefault("MNIST_CNN_LEGACY_DIR", str(LEGACY_DIR))
+    try:
+        legacy.environment()
+    except EngineError as exc:
+        if os.environ.get("MNIST_CNN_REQUIRE_LASAGNE") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 class MirrorServer:

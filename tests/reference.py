@@ -48,3 +48,32 @@ def forward(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
     for i in range(0, len(w) - 2, 2):
         h = np.maximum(h @ w[i] + w[i + 1], 0)
     return softmax(h @ w[-2] + w[-1])
+
+
+# ------------------------------------------------------------------ Theano's MRG31k3p
+
+M1, M2 = 2147483647, 2147462579
+
+
+def mrg_next(state: list[int]) -> float:
+    """One draw of Theano's ``mrg_next_value`` (rng_mrg.py), on Python integers, as a
+    float32 sample; ``state`` (six integers) is advanced in place."""
+    x11, x12, x13, x21, x22, x23 = state
+    y1 = (4194304 * x12 + 129 * x13) % M1  # 2**22 x12 + (2**7 + 1) x13
+    y2 = (32768 * x21 + 32769 * x23) % M2  # 2**15 x21 + (2**15 + 1) x23
+    state[:] = [y1, x11, x12, y2, x21, x22]
+    d = y1 - y2 + M1 if y1 <= y2 else y1 - y2
+    return float(np.float32(d) * np.float32(4.6566126e-10))
+
+
+def matrix_power_mod(A: list[list[int]], exponent: int, m: int) -> list[list[int]]:
+    """A ** exponent mod m by repeated squaring, on Python integers."""
+    result = [[int(i == j) for j in range(3)] for i in range(3)]
+    while exponent:
+        if exponent & 1:
+            result = [[sum(result[i][k] * A[k][j] for k in range(3)) % m for j in range(3)]
+                      for i in range(3)]
+        A = [[sum(A[i][k] * A[k][j] for k in range(3)) % m for j in range(3)]
+             for i in range(3)]
+        exponent >>= 1
+    return result

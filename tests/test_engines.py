@@ -22,9 +22,9 @@ def test_auto_is_numpy_for_a_few_images_on_a_cpu_and_pytorch_for_many():
 
 
 def test_unknown_engines_are_one_error_type_naming_the_choices():
-    with pytest.raises(EngineError, match="choose one of pytorch, theano, numpy"):
+    with pytest.raises(EngineError, match="choose one of pytorch, theano, lasagne, numpy"):
         get("tensorflow")
-    with pytest.raises(EngineError, match="for training; choose one of pytorch, theano"):
+    with pytest.raises(EngineError, match="for training; choose one of pytorch, theano, la"):
         get("numpy", training=True)
     with pytest.raises(EngineError):
         predict_proba(init_weights("cnn"), np.zeros((1, 1, 28, 28), np.float32),

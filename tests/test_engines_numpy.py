@@ -26,16 +26,22 @@ def test_convolution_and_its_gradients_equal_pytorch_autograd():
                                atol=1e-12)
 
 
-def test_max_pool_and_its_gradient_equal_pytorch_ties_included():
+def test_max_pool_gradient_goes_to_every_tied_maximum_as_in_theano():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 3, 9, 8))  # odd height: the border row is ignored
-    x[:, :, :4, :4] = 0.5  # ties: the gradient goes to the first maximum only
+    x[:, :, :4, :4] = 0.5  # windows of four equal maxima
     grad_out = rng.normal(size=(2, 3, 4, 4))
     tx = torch.tensor(x, requires_grad=True)
     out = torch.nn.functional.max_pool2d(tx, 2)
     out.backward(torch.tensor(grad_out))
     np.testing.assert_array_equal(kernels.pool_forward(x), out.detach().numpy())
-    np.testing.assert_array_equal(kernels.pool_grad(x, grad_out), tx.grad.numpy())
+    ours = kernels.pool_grad(x, grad_out)
+    tied = np.zeros(x.shape, bool)
+    tied[:, :, :4, :4] = True
+    np.testing.assert_array_equal(ours[~tied], tx.grad.numpy()[~tied])  # one maximum each
+    expected = np.repeat(np.repeat(grad_out[:, :, :2, :2], 2, axis=2), 2, axis=3)
+    np.testing.assert_array_equal(ours[:, :, :4, :4], expected)  # all four tied get it
+    assert (ours[:, :, 8] == 0).all()
 
 
 @pytest.mark.parametrize("model", ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"])

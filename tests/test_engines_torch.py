@@ -7,18 +7,21 @@ import pytest
 import torch
 from reference import forward
 
+from mnist_cnn import mrg
 from mnist_cnn.data import minibatch_indices
+from mnist_cnn.engines.numpy import pool_grad
 from mnist_cnn.engines.torch import (
     LasagneNet,
     NesterovMomentum,
     TorchTrainer,
-    bernoulli_mask,
     build_cnn,
     build_custom_mlp,
     build_mlp,
     max_pool_2x2,
+    pool_rectify,
+    rectify,
 )
-from mnist_cnn.spec import Weights, init_weights
+from mnist_cnn.spec import Weights, init_weights, initialise
 
 
 def random_weights(model: str, seed: int) -> list[np.ndarray]:
@@ -66,24 +69,18 @@ def test_builders_match_the_tutorials_networks():
     assert sum(p.numel() for p in build_cnn().parameters()) == 160362
 
 
-def test_dropout_keeps_units_with_one_minus_p_and_rescales():
-    net = LasagneNet("custom_mlp:0,1,0.5,0")  # input dropout 0.5 straight into dense(10)
+def test_dropout_divides_by_the_keep_probability_and_multiplies_by_the_mask():
+    net = LasagneNet("custom_mlp:0,1,0.2,0")  # input dropout 0.2 straight into dense(10)
     net.set_weights([np.eye(784, 10, dtype=np.float32), np.zeros(10, np.float32)])
-    x = torch.ones(2000, 1, 28, 28)
-    gen = torch.Generator().manual_seed(0)
-    out = net.train()(x, gen)[:, 0]
-    assert set(out.unique().tolist()) == {0.0, 2.0}
-    assert (out == 2.0).float().mean().item() == pytest.approx(0.5, abs=0.04)
-    assert (net.eval()(x)[:, 0] == 1.0).all()  # deterministic pass: identity
-
-
-def test_dropout_masks_follow_the_generator_seed():
-    net = LasagneNet("cnn").train()
-    x = torch.rand(4, 1, 28, 28)
-    a = net(x, torch.Generator().manual_seed(3))
-    b = net(x, torch.Generator().manual_seed(3))
-    c = net(x, torch.Generator().manual_seed(4))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+    x = torch.ones(3, 1, 28, 28)
+    mask = torch.zeros(3, 784)
+    mask[:, 0] = 1.0
+    out = net.train()(x, masks=[mask])[:, 0]
+    assert torch.equal(out, torch.full((3,), 1 / 0.8))  # Lasagne: (x / 0.8) * mask
+    assert (net(x, masks=[torch.zeros(3, 784)]) == 0).all()
+    assert (net.eval()(x)[:, 0] == 1.0).all()  # deterministic pass: the identity
+    with pytest.raises(ValueError, match="needs the dropout masks"):
+        net.train()(x)
 
 
 def test_weights_read_from_a_network_are_copies_not_views_of_its_parameters():
@@ -96,35 +93,67 @@ def test_weights_read_from_a_network_are_copies_not_views_of_its_parameters():
         np.testing.assert_allclose(after, before + 1.0)
 
 
+def test_a_network_built_from_arrays_never_changes_them():
+    weights = init_weights("cnn")
+    before = [w.copy() for w in weights]
+    net = LasagneNet("cnn", weights)
+    with torch.no_grad():
+        for p in net.params:
+            p.add_(1.0)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, before, strict=True))
+
+
+def test_rectify_has_lasagnes_gradient_half_at_exactly_zero():
+    x = torch.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+    out = rectify(x)
+    out.backward(torch.ones(3))
+    assert out.tolist() == [0.0, 0.0, 2.0]
+    assert x.grad.tolist() == [0.0, 0.5, 1.0]  # 0.5 * (x + abs(x)): d/dx at 0 is 0.5
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 24, 24), (2, 3, 9, 7), (50, 32, 8, 8)])
-def test_pooling_equals_torch_max_pool_values_and_gradients_with_ties_and_odd_sizes(shape):
-    x = torch.randn(shape)
+def test_pooling_gives_every_tied_maximum_the_gradient_as_theano_does(shape):
+    x = torch.randn(shape, dtype=torch.float64)
     x[0, :, :4] = 0.25  # windows of four equal values, as on MNIST's blank background
     x[1, :, 1::2] = x[1, :, 0:x.shape[2] - 1:2]  # pairs tied row over row
-    with torch.no_grad():  # the strided-view path
+    with torch.no_grad():
         assert torch.equal(max_pool_2x2(x), torch.nn.functional.max_pool2d(x, 2))
-    grad = torch.randn(x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2)
-    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out = max_pool_2x2(ours)  # the channels-last forward, NCHW backward path
-    assert out.is_contiguous()
-    assert torch.equal(out, torch.nn.functional.max_pool2d(theirs, 2))
-    out.backward(grad)
-    torch.nn.functional.max_pool2d(theirs, 2).backward(grad)
-    assert torch.equal(ours.grad, theirs.grad)  # the same first maximum of each window
-    assert ours.grad.is_contiguous()
+    grad = torch.randn(x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2,
+                       dtype=torch.float64)
+    ours = x.clone().requires_grad_()
+    max_pool_2x2(ours).backward(grad)
+    np.testing.assert_array_equal(ours.grad.numpy(), pool_grad(x.numpy(), grad.numpy()))
+    assert (ours.grad[0, :, 0:2, 0:2] == grad[0, :, 0:1, 0:1]).all()  # all four got it
 
 
-@pytest.mark.parametrize(("shape", "keep"), [((50, 512), 0.5), ((7, 784), 0.8), ((3, 5), 0.1)])
-def test_cpu_dropout_masks_are_bernoullis_draws_bit_for_bit(shape, keep):
-    ours, theirs = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    for _ in range(2):
-        mask = bernoulli_mask(shape, keep, ours)
-        assert mask.dtype == torch.float32
-        assert torch.equal(mask, torch.empty(shape).bernoulli_(keep, generator=theirs))
-    assert torch.equal(ours.get_state(), theirs.get_state())  # later draws agree too
+def test_fused_pool_rectify_equals_lasagnes_rectify_then_pool():
+    """Pooling first then rectify gives Lasagne's values and gradients (ties and zeros)."""
+    rng = np.random.default_rng(0)
+    z = rng.choice([-1.0, 0.0, 0.5, 1.0], size=(4, 3, 8, 8))  # many ties and exact zeros
+    g = rng.normal(size=(4, 3, 4, 4))
+    x = torch.tensor(z, requires_grad=True)
+    out = pool_rectify(x)
+    out.backward(torch.tensor(g))
+    r = np.maximum(z, 0)  # Lasagne: rectify, then pool with gradient to every tied max
+    expected = pool_grad(r, g) * np.where(z > 0, 1.0, np.where(z == 0, 0.5, 0.0))
+    np.testing.assert_array_equal(out.detach().numpy(), r.reshape(4, 3, 4, 2, 4, 2).max((3, 5)))
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=0, atol=1e-15)
 
 
 # ----------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("calls, shape", [(4, (50, 512)), (3, (50, 256)), (2, (500, 256)),
+                                          (2, (5, 784))])
+def test_a_whole_epochs_masks_at_once_are_the_step_by_step_masks(calls, shape):
+    from mnist_cnn.engines.torch import epoch_masks
+
+    states = mrg.stream_states(123456789)[0]
+    stream = mrg.MaskStream(states, keep=0.5)
+    expected = np.stack([stream.draw(shape) for _ in range(calls)])
+    masks, after = epoch_masks(states, 0.5, calls, shape)
+    np.testing.assert_array_equal(masks.numpy(), expected.astype(np.float32))
+    np.testing.assert_array_equal(after, stream.states)
 
 
 def test_one_nesterov_step_equals_lasagnes_formula():
@@ -160,42 +189,27 @@ def _run_epoch(trainer, order):
     return np.concatenate(list(trainer.train_epoch(order)))
 
 
-def _by_hand(model, data, seed, order, masks):
-    """The plain training step, run by hand over ``order`` with the given dropout masks."""
-    X, y = torch.from_numpy(np.ascontiguousarray(data[0])), torch.from_numpy(data[1]).long()
-    net = LasagneNet(model, seed=seed)
-    updates = NesterovMomentum(list(net.params), 0.01, 0.9)
-    losses = []
-    for i, index in enumerate(torch.from_numpy(order)):
-        loss = torch.nn.functional.cross_entropy(net(X[index], masks=[m[i] for m in masks]),
-                                                 y[index])
-        updates.step(torch.autograd.grad(loss, list(net.params)))
-        losses.append(loss.item())
-    return net.get_weights(), np.array(losses)
+def _streams(model, seed):
+    weights, seeds = initialise(model, np.random.RandomState(seed))
+    return weights, [mrg.stream_states(s)[0] for s in seeds]
 
 
 @pytest.mark.mnist
-@pytest.mark.parametrize("model, shapes, keep", [
-    ("cnn", [(6, 100, 512), (6, 100, 256)], [0.5, 0.5]),
-    ("custom_mlp:2,64,0.2,0.5", [(6, 100, 784), (6, 100, 64), (6, 100, 64)], [0.8, 0.5, 0.5]),
-])
-def test_resident_step_equals_the_plain_step_given_the_same_masks(mnist, model, shapes, keep):
-    """The step that CUDA graphs capture, run eagerly on the CPU: same numbers, bit for bit.
-
-    The resident path draws each epoch's masks ahead, layer by layer, from the trainer's
-    seeded generator; the same draws feed the plain step here.
-    """
+@pytest.mark.parametrize("model", ["cnn", "custom_mlp:2,64,0.2,0.5"])
+def test_resident_epochs_equal_plain_epochs_bit_for_bit(mnist, model):
+    """The step that CUDA graphs capture, run eagerly on the CPU: its masks, drawn for
+    the whole epoch at once, are the plain step's, so are the losses and weights."""
     data = _small(mnist)
-    trainer = TorchTrainer(init_weights(model, 3), 3, 0.01, 0.9, "cpu", data, resident=True)
     order = minibatch_indices(600, 100, shuffle=True, rng=3)
-    losses = _run_epoch(trainer, order)
-    generator = torch.Generator().manual_seed(3)
-    masks = [torch.empty(shape).bernoulli_(p, generator=generator)
-             for shape, p in zip(shapes, keep, strict=True)]
-    weights, expected = _by_hand(model, data, 3, order, masks)
-    np.testing.assert_array_equal(losses, expected)
-    for ours, theirs in zip(trainer.get_state().weights, weights, strict=True):
-        np.testing.assert_array_equal(ours, theirs)
+    runs = []
+    for resident in (True, False):
+        weights, dropout = _streams(model, 3)
+        trainer = TorchTrainer(weights, dropout, 0.01, 0.9, "cpu", data, resident=resident)
+        runs.append((_run_epoch(trainer, order), trainer.get_state()))
+    (losses_a, a), (losses_b, b) = runs
+    np.testing.assert_array_equal(losses_a, losses_b)
+    for x, y in zip([*a.weights, *a.dropout], [*b.weights, *b.dropout], strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.mnist
@@ -204,7 +218,7 @@ def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
     orders = [minibatch_indices(600, 100, shuffle=True, rng=s) for s in (1, 2)]
 
     def trainer():
-        return TorchTrainer(init_weights("cnn", 5), 5, 0.01, 0.9, "cpu", data, resident=True)
+        return TorchTrainer(*_streams("cnn", 5), 0.01, 0.9, "cpu", data, resident=True)
 
     straight = trainer()
     _run_epoch(straight, orders[0])
@@ -216,3 +230,23 @@ def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
     for a, b in zip(resumed.get_state().weights, straight.get_state().weights, strict=True):
         np.testing.assert_array_equal(a, b)
     assert resumed.validate() == straight.validate()
+
+
+def test_the_first_convolution_by_window_position_equals_the_plain_one():
+    """Values bitwise; gradients to float32 rounding (the sums run in another order)."""
+    from mnist_cnn.engines.torch import conv_pool_rectify
+
+    x = torch.rand(6, 1, 28, 28)
+    x[:, :, :9] = 0  # blank rows: windows of four equal values (the bias)
+    W = (torch.randn(32, 1, 5, 5) * 0.3).requires_grad_()
+    b = (torch.randn(32) * 0.1).requires_grad_()
+    grad = torch.randn(6, 32, 12, 12)
+    plain = pool_rectify(torch.nn.functional.conv2d(x, W, b))
+    plain.backward(grad)
+    expected = (W.grad.clone(), b.grad.clone())
+    W.grad = b.grad = None
+    ours = conv_pool_rectify(x, W, b)
+    ours.backward(grad)
+    assert torch.equal(ours, plain)
+    for got, want in zip((W.grad, b.grad), expected, strict=True):
+        assert (got - want).abs().max() <= 1e-6 * want.abs().max()  # sums of ~900 terms

@@ -2,7 +2,8 @@
 picks one.
 
 Each engine is a module named after what it runs on: ``torch`` (PyTorch, the default),
-``pytensor`` (the tutorial's symbolic program on PyTensor, engine name ``theano``) and
+``pytensor`` (the tutorial's symbolic program on PyTensor, engine name ``theano``),
+``lasagne`` (the real Theano 0.8.2 and Lasagne 0.1 in a legacy interpreter) and
 ``numpy`` (a forward pass only). Each builds its own form of a network from
 :attr:`mnist_cnn.spec.Network.layers` and provides the functions of :class:`Engine`;
 those that train return a :class:`Trainer` from ``make_trainer``.
@@ -49,13 +50,14 @@ class TrainerState:
     weights : Weights
     velocities : list of numpy.ndarray
         Lasagne's Nesterov velocities, one per parameter, in Lasagne's layout.
-    dropout : numpy.ndarray
-        The state of the dropout masks' generator, as the engine saves it.
+    dropout : list of numpy.ndarray
+        The sub-stream states (n_streams, 6) of each dropout layer's MRG31k3p stream
+        (see :mod:`mnist_cnn.mrg`), the same for every engine.
     """
 
     weights: Weights
     velocities: list[np.ndarray]
-    dropout: np.ndarray
+    dropout: list[np.ndarray]
 
 
 class Trainer(Protocol):
@@ -72,11 +74,14 @@ class Trainer(Protocol):
     device: str
     versions: dict[str, str]
 
-    def train_epoch(self, order: np.ndarray) -> Iterator[np.ndarray]:
+    def train_epoch(self, order: np.ndarray, shuffled_from: tuple) -> Iterator[np.ndarray]:
         """Run one epoch of updates, one per row of ``order`` (example indices).
 
-        Yields the losses of the batches done since the last yield, a few at a time;
-        the loop checks them and shows progress. Closing the generator stops the epoch.
+        ``shuffled_from`` is the state of the numpy ``RandomState`` that shuffled the
+        order (as the tutorial's ``iterate_minibatches`` shuffles with ``np.random``);
+        an engine that runs the tutorial's own loop shuffles from it. Yields the losses
+        of the batches done since the last yield, a few at a time; the loop checks them
+        and shows progress. Closing the generator stops the epoch.
         """
         ...
 
@@ -112,9 +117,11 @@ class Engine(Protocol):
         """Mean cross-entropy and accuracy on a labelled set, without dropout."""
         ...
 
-    def make_trainer(self, weights: Weights, seed: int, learning_rate: float,
-                     momentum: float, device: str, data: Sequence[np.ndarray]) -> Trainer:
-        """A trainer starting from ``weights`` on (X_train, y_train, X_val, y_val)."""
+    def make_trainer(self, weights: Weights, dropout: Sequence[np.ndarray],
+                     learning_rate: float, momentum: float, device: str,
+                     data: Sequence[np.ndarray]) -> Trainer:
+        """A trainer starting from ``weights`` and the dropout streams' states, on
+        (X_train, y_train, X_val, y_val)."""
         ...
 
 
@@ -122,10 +129,11 @@ class Engine(Protocol):
 _ENGINES = {
     "pytorch": ("torch", "torch", "pip install torch (see the README for the CPU build)"),
     "theano": ("pytensor", "pytensor", "pip install 'mnist-cnn[theano]'"),
+    "lasagne": ("lasagne", "numpy", "mnist-cnn legacy setup"),
     "numpy": ("numpy", "numpy", "pip install numpy"),
 }
-TRAINING_ENGINES = ("pytorch", "theano")
-INFERENCE_ENGINES = ("auto", "pytorch", "theano", "numpy")
+TRAINING_ENGINES = ("pytorch", "theano", "lasagne")
+INFERENCE_ENGINES = ("auto", "pytorch", "theano", "lasagne", "numpy")
 
 
 def get(name: str, training: bool = False) -> Engine:

@@ -74,21 +74,18 @@ def pool_forward(x: np.ndarray) -> np.ndarray:
 
 
 def pool_grad(x: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
-    """Gradient of 2x2 max-pooling: to the first maximum of each window (row by row).
+    """Gradient of 2x2 max-pooling as Theano's CPU pooling computes it: each window's
+    gradient goes to every input equal to the window's maximum.
 
     Ties are common on MNIST: on the blank background every first-layer unit equals its
-    bias, so a window holds four equal maxima. The first one gets the gradient, as in
-    PyTorch and cuDNN, so that the engines take the same steps.
+    bias, so a window holds four equal maxima, and all four receive the gradient.
     """
     h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
     pooled = pool_forward(x)
     grad_in = np.zeros_like(x)
-    taken = np.zeros(pooled.shape, bool)
     for a in (0, 1):
         for b in (0, 1):
-            first = (x[:, :, a:h:2, b:w:2] == pooled) & ~taken
-            grad_in[:, :, a:h:2, b:w:2] = first * grad_out
-            taken |= first
+            grad_in[:, :, a:h:2, b:w:2] = (x[:, :, a:h:2, b:w:2] == pooled) * grad_out
     return grad_in
 
 

@@ -11,13 +11,16 @@ compiled functions: ``train_fn(inputs, targets) -> loss`` (applying the updates)
 PyTensor has no convolution or pooling op for 4-D batches, so :func:`true_conv2d` and
 :func:`max_pool_2x2` are Ops written here, with their gradients, computed by the numpy
 engine's layers (true convolution as matrix products of image patches on numpy's BLAS).
-Dropout draws its masks from PyTensor's random generator; everything else is
-PyTensor's own. The graph is built from :attr:`mnist_cnn.spec.Network.layers`.
+Lasagne's arithmetic is kept: ``rectify`` is ``0.5 * (x + abs(x))`` (gradient 0.5 at
+0) and the pooling gradient goes to every tied maximum, as Theano's does. The dropout
+masks are inputs of ``train_fn``, drawn from Theano's MRG31k3p streams as Lasagne draws
+them (:mod:`mnist_cnn.mrg`); everything else is PyTensor's own. The graph is built from
+:attr:`mnist_cnn.spec.Network.layers`.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -27,11 +30,11 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.tensor.random import shared_rng
 from pytensor.tensor.special import softmax
 
 from .. import defaults
 from ..errors import EngineError
+from ..mrg import MaskStream
 from ..results import Evaluation
 from ..spec import Conv, Dense, Dropout, Network, Pool, Weights
 from . import TrainerState
@@ -177,32 +180,33 @@ def max_pool_2x2(x: Any) -> Any:
 
 # ------------------------------------------------------------------ the graph
 
-def _build(net: Network, params: list, inputs: Any, rng: Any = None) -> tuple[Any, Any]:
+def _build(net: Network, params: list, inputs: Any, masks: list | None = None) -> Any:
     """The tutorial's network as one symbolic expression: softmax probabilities.
 
-    With a random generator ``rng`` the expression is the stochastic (training) one,
-    with dropout; without, the deterministic one. Returns the probabilities and the
-    generator after the last draw (to update the shared one with).
+    With ``masks`` (one symbolic 0/1 matrix per dropout layer) the expression is the
+    stochastic (training) one, with dropout; without, the deterministic one.
     """
+    def rectify(h: Any) -> Any:
+        return np.float32(0.5) * (h + abs(h))  # lasagne.nonlinearities.rectify
+
     shared = iter(params)
+    given = iter(masks) if masks is not None else None
     h = inputs
     for layer in net.layers:
         if isinstance(layer, Conv):
             W, b = next(shared), next(shared)
-            h = pt.maximum(true_conv2d(h, W) + b.dimshuffle("x", 0, "x", "x"), np.float32(0))
+            h = rectify(true_conv2d(h, W) + b.dimshuffle("x", 0, "x", "x"))
         elif isinstance(layer, Pool):
             h = max_pool_2x2(h)
         elif isinstance(layer, Dropout):
             h = h.flatten(2)
-            if rng is not None:
-                retain = np.float32(1 - layer.p)
-                rng, mask = rng.binomial(1, retain, size=h.shape)
-                h = h / retain * mask.astype("float32")
+            if given is not None:
+                h = h / np.float32(1 - layer.p) * next(given)
         elif isinstance(layer, Dense):
             W, b = next(shared), next(shared)
             h = pt.dot(h.flatten(2), W) + b
-            h = softmax(h, axis=-1) if layer.softmax else pt.maximum(h, np.float32(0))
-    return h, rng
+            h = softmax(h, axis=-1) if layer.softmax else rectify(h)
+    return h
 
 
 def _loss_and_accuracy(prediction: Any, targets: Any) -> tuple[Any, Any]:
@@ -219,8 +223,6 @@ class TheanoProgram:
     ----------
     weights : Weights
         Initial values (and so the network).
-    seed : int
-        Seeds PyTensor's random stream (the dropout masks).
     learning_rate, momentum : float
         Lasagne's ``nesterov_momentum`` settings.
     dropout : bool
@@ -231,21 +233,21 @@ class TheanoProgram:
     Attributes
     ----------
     train_fn : callable
-        ``train_fn(inputs, targets) -> loss``, applying the updates.
+        ``train_fn(inputs, targets, *masks) -> loss``, applying the updates; one float32
+        0/1 mask (batch, units) per dropout layer, unless ``dropout=False``.
     val_fn : callable
         ``val_fn(inputs, targets) -> [loss, accuracy]``, deterministic.
     predict_fn : callable
         ``predict_fn(inputs) -> probabilities``, deterministic.
     """
 
-    def __init__(self, weights: Weights, seed: int = 0, learning_rate: float = 0.01,
-                 momentum: float = 0.9, dropout: bool = True, train: bool = True) -> None:
+    def __init__(self, weights: Weights, learning_rate: float = 0.01, momentum: float = 0.9,
+                 dropout: bool = True, train: bool = True) -> None:
         self.network = weights.network
         self.params = [pytensor.shared(np.asarray(w, np.float32), name=f"param{i}")
                        for i, w in enumerate(weights)]
         self.velocities = [pytensor.shared(np.zeros_like(w, dtype=np.float32))
                            for w in weights]
-        self.rng = shared_rng(seed=seed, name="dropout_rng")
         inputs = pt.tensor4("inputs", dtype="float32")
         targets = pt.ivector("targets")
         # Theano's own way of running a graph: compiled C code in a C virtual machine
@@ -254,8 +256,9 @@ class TheanoProgram:
         mode = pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_run")
 
         if train:
-            prediction, next_rng = _build(self.network, self.params, inputs,
-                                          self.rng if dropout else None)
+            count = len(self.network.dropout_shapes(1)) if dropout else 0
+            masks = [pt.matrix(f"mask{i}", dtype="float32") for i in range(count)]
+            prediction = _build(self.network, self.params, inputs, masks if dropout else None)
             loss, _ = _loss_and_accuracy(prediction, targets)
             grads = pytensor.grad(loss, self.params)
             lr, m = np.float32(learning_rate), np.float32(momentum)
@@ -265,12 +268,10 @@ class TheanoProgram:
                 stepped = param - lr * grad
                 x = m * velocity + stepped - param
                 updates += [(velocity, x), (param, m * x + stepped)]
-            if next_rng is not None:
-                updates.append((self.rng, next_rng))
-            self.train_fn = pytensor.function([inputs, targets], loss, updates=updates,
-                                              mode=mode)
+            self.train_fn = pytensor.function([inputs, targets, *masks], loss,
+                                              updates=updates, mode=mode)
 
-        test_prediction, _ = _build(self.network, self.params, inputs)
+        test_prediction = _build(self.network, self.params, inputs)
         self.val_fn = pytensor.function([inputs, targets],
                                         list(_loss_and_accuracy(test_prediction, targets)),
                                         mode=mode)
@@ -305,27 +306,34 @@ def _cpu_only(device: str) -> None:
 
 
 class TheanoTrainer:
-    """The theano engine's trainer: the compiled functions fed with numpy batches."""
+    """The theano engine's trainer: the compiled functions fed with numpy batches, and
+    dropout masks drawn from Theano's MRG31k3p streams (see :mod:`mnist_cnn.mrg`)."""
 
     device = "cpu"
     losses_every = 50
 
-    def __init__(self, weights: Weights, seed: int, learning_rate: float, momentum: float,
-                 device: str, data: Sequence[np.ndarray]) -> None:
+    def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
+                 momentum: float, device: str, data: Sequence[np.ndarray]) -> None:
         _cpu_only(device)
         self.versions = {"pytensor": pytensor.__version__}
-        self.program = TheanoProgram(weights, seed=seed, learning_rate=learning_rate,
-                                     momentum=momentum)
+        self.program = TheanoProgram(weights, learning_rate=learning_rate, momentum=momentum)
+        self.keep = [1.0 - p for _, p in weights.network.dropout_shapes(1)]
+        self.streams = [MaskStream(state, keep)
+                        for state, keep in zip(dropout, self.keep, strict=True)]
         X_train, y_train, X_val, y_val = data
         self.X, self.y = np.ascontiguousarray(X_train, np.float32), np.asarray(y_train, np.int32)
         self.X_val = np.ascontiguousarray(X_val, np.float32)
         self.y_val = np.asarray(y_val, np.int32)
 
-    def train_epoch(self, order: np.ndarray) -> Iterator[np.ndarray]:
+    def train_epoch(self, order: np.ndarray, shuffled_from: tuple = ()) -> Iterator[np.ndarray]:
         """One call of ``train_fn`` per row of ``order``; yields the losses every few."""
+        shapes = [(len(order[0]), math.prod(shape[1:]))
+                  for shape, _ in self.program.network.dropout_shapes(len(order[0]))]
         losses = []
         for i, index in enumerate(order):
-            losses.append(float(self.program.train_fn(self.X[index], self.y[index])))
+            masks = [stream.draw(shape).astype(np.float32)
+                     for stream, shape in zip(self.streams, shapes, strict=True)]
+            losses.append(float(self.program.train_fn(self.X[index], self.y[index], *masks)))
             if (i + 1) % self.losses_every == 0 or i + 1 == len(order):
                 yield np.asarray(losses, np.float64)
                 losses = []
@@ -348,13 +356,10 @@ class TheanoTrainer:
         return Evaluation(total_loss / max(len(X), 1), correct / max(len(X), 1))
 
     def get_state(self) -> TrainerState:
-        """Weights and velocities (Lasagne layout), and the dropout generator's state
-        (its JSON text as bytes, so that a checkpoint holds only numeric arrays)."""
-        generator = self.program.rng.get_value(borrow=True)
-        state = json.dumps(generator.bit_generator.state).encode()
+        """Weights and velocities (Lasagne layout), and the dropout streams' states."""
         return TrainerState(self.program.get_weights(),
                             [v.get_value().copy() for v in self.program.velocities],
-                            np.frombuffer(state, np.uint8).copy())
+                            [stream.states for stream in self.streams])
 
     def set_state(self, state: TrainerState) -> None:
         """Continue from a saved state."""
@@ -362,17 +367,11 @@ class TheanoTrainer:
             shared.set_value(np.asarray(value, np.float32))
         for shared, value in zip(self.program.velocities, state.velocities, strict=True):
             shared.set_value(np.asarray(value, np.float32))
-        try:
-            saved = json.loads(np.asarray(state.dropout, np.uint8).tobytes())
-            generator = self.program.rng.get_value(borrow=False)
-            generator.bit_generator.state = saved
-        except (ValueError, TypeError, KeyError) as exc:
-            raise EngineError(f"the saved dropout generator state does not fit the theano "
-                              f"engine ({exc})") from None
-        self.program.rng.set_value(generator, borrow=True)
+        self.streams = [MaskStream(saved, keep)
+                        for saved, keep in zip(state.dropout, self.keep, strict=True)]
 
 
-def make_trainer(weights: Weights, seed: int, learning_rate: float, momentum: float,
-                 device: str, data: Sequence[np.ndarray]) -> TheanoTrainer:
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
+                 momentum: float, device: str, data: Sequence[np.ndarray]) -> TheanoTrainer:
     """The theano engine's trainer (see :class:`TheanoTrainer`)."""
-    return TheanoTrainer(weights, seed, learning_rate, momentum, device, data)
+    return TheanoTrainer(weights, dropout, learning_rate, momentum, device, data)

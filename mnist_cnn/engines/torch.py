@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import defaults
+from .. import defaults, mrg
 from ..results import Evaluation
 from ..spec import Conv, Dense, Dropout, Network, Pool, Weights, init_weights, network
 from . import TrainerState
@@ -37,7 +37,6 @@ __all__ = [
     "LasagneNet",
     "NesterovMomentum",
     "TorchTrainer",
-    "bernoulli_mask",
     "build_cnn",
     "build_custom_mlp",
     "build_mlp",
@@ -64,8 +63,11 @@ def to_lasagne(tensor: torch.Tensor) -> np.ndarray:
 
 
 def from_lasagne(array: np.ndarray) -> torch.Tensor:
-    """Convert one parameter (or same-shaped state) from Lasagne to PyTorch layout."""
-    t = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    """Convert one parameter (or same-shaped state) from Lasagne to PyTorch layout.
+
+    Always a copy: a network built from arrays must never train them in place.
+    """
+    t = torch.tensor(np.asarray(array, dtype=np.float32))
     if t.ndim == 4:
         t = t.flip((2, 3))
     elif t.ndim == 2:
@@ -75,80 +77,168 @@ def from_lasagne(array: np.ndarray) -> torch.Tensor:
 
 # ------------------------------------------------------------------------ layers
 
-def bernoulli_mask(shape: Sequence[int], keep: float, generator: torch.Generator | None,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """A 0/1 float32 mask whose entries are 1 with probability ``keep`` (a dropout mask).
-
-    On a CPU the mask is exactly ``torch.empty(shape).bernoulli_(keep, generator=...)``
-    (the same draws, leaving the generator in the same state): that kernel draws one
-    float64 uniform per entry in a scalar loop and keeps those below ``keep``, and
-    ``torch.rand`` draws the same numbers in a vectorised loop.
-
-    Parameters
-    ----------
-    shape : sequence of int
-        Shape of the mask.
-    keep : float
-        Probability of a 1.
-    generator : torch.Generator or None
-        Where the randomness comes from (PyTorch's global generator when None).
-    device : torch.device or str
-        Where the mask is made; the generator must live there.
-
-    Returns
-    -------
-    torch.Tensor
-        The mask, float32.
-    """
-    if torch.device(device).type == "cpu":
-        uniform = torch.rand(shape, dtype=torch.float64, generator=generator)
-        return (uniform < keep).to(torch.float32)
-    return torch.empty(shape, device=device).bernoulli_(keep, generator=generator)
-
-
-def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """2x2 max-pooling, stride 2; an odd last row or column is ignored (``ignore_border``)."""
-    if x.device.type != "cpu":
-        return F.max_pool2d(x, 2)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _MaxPool2x2CPU.apply(x)
-    # Without gradients PyTorch's CPU max_pool2d still computes the argmax indices; the
-    # maximum of four strided views gives the same values without them.
+def _pool_values(x: torch.Tensor) -> torch.Tensor:
+    """The maximum of each 2x2 window (stride 2; an odd last row or column is ignored)."""
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     return torch.maximum(torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
                          torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]))
 
 
-class _MaxPool2x2CPU(torch.autograd.Function):
-    """``F.max_pool2d(x, 2)`` for training on a CPU, with each pass in its faster layout.
+def _rectify_grad(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of Lasagne's ``rectify(x) = 0.5 * (x + abs(x))``: 1 above 0, 0.5 at 0.
 
-    PyTorch's CPU max-pooling vectorises across channels only for channels-last
-    tensors, so the forward pass pools a channels-last copy; the backward pass is the
-    other way round, so it runs on NCHW. Values and argmax indices (the first maximum of
-    each window) are PyTorch's own in both layouts, so the gradients are
-    ``F.max_pool2d``'s bit for bit.
+    Computed as ``grad * 0.5 * (sign(x) + 1)`` (exactly 1, 0.5 or 0 times ``grad``):
+    float arithmetic vectorises better on a CPU than comparisons and selections.
+    """
+    return grad * torch.sign(x).add_(1).mul_(0.5)
+
+
+def _pool_grad(x: torch.Tensor, pooled: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Theano's max-pooling gradient: to every input equal to its window's maximum.
+
+    Written window position by window position (four strided passes) into one buffer,
+    with the tie test written as floats; an ignored last row or column gets 0.
+    """
+    h, w = pooled.shape[-2] * 2, pooled.shape[-1] * 2
+    out = torch.empty_like(x) if (h, w) == tuple(x.shape[-2:]) else torch.zeros_like(x)
+    tied = torch.empty_like(pooled)
+    for a in (0, 1):
+        for b in (0, 1):
+            torch.eq(x[..., a:h:2, b:w:2], pooled, out=tied)
+            torch.mul(tied, grad, out=out[..., a:h:2, b:w:2])
+    return out
+
+
+class _Rectify(torch.autograd.Function):
+    """Lasagne's ``rectify``, with its gradient of 0.5 at exactly 0 (not ReLU's 0)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.relu(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return _rectify_grad(x, grad)
+
+
+class _PoolRectify(torch.autograd.Function):
+    """Lasagne's ``rectify`` then ``MaxPool2DLayer(2)``, with Theano's gradients.
+
+    Computed as pooling, then rectify (the same values, on a quarter of them: rectify
+    is monotone, so it commutes with max). The gradients are Lasagne's on Theano's
+    CPU: rectify's is 0.5 at exactly 0, and pooling's goes to every input equal to
+    its window's maximum. With the pooling done first, ties at a window's maximum are
+    the same inputs, and a maximum of exactly 0 passes half its gradient to each input
+    at 0, as it does in Lasagne's order.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        values, indices = F.max_pool2d_with_indices(
-            x.contiguous(memory_format=torch.channels_last), 2)
-        ctx.save_for_backward(x, indices.contiguous())
-        return values.contiguous()
+        pooled = _pool_values(x)
+        ctx.save_for_backward(x, pooled)
+        return torch.relu(pooled)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        x, indices = ctx.saved_tensors
-        return torch.ops.aten.max_pool2d_with_indices_backward(
-            grad.contiguous(), x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices)
+        x, pooled = ctx.saved_tensors
+        return _pool_grad(x, pooled, _rectify_grad(pooled, grad))
+
+
+class _ConvPoolRectify(torch.autograd.Function):
+    """``pool_rectify(conv2d(x, W, b))`` for an input that needs no gradient (the images).
+
+    The convolution output is computed window position by window position: the outputs
+    at (2i + a, 2j + c) are a stride-2 convolution of the input shifted by (a, c). The
+    four quarter-size outputs are bitwise the full convolution's values; their maximum,
+    the tie tests and the products of the backward pass then run on contiguous tensors
+    (instead of strided views of the full output), and W's and b's gradients are the
+    sums of the four stride-2 convolutions' gradients. The same rules as
+    :class:`_PoolRectify`.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        span = 2 * ((x.shape[-1] - W.shape[-1] + 1) // 2) + W.shape[-1] - 2
+        outputs = [F.conv2d(x[..., a:a + span, c:c + span], W, b, stride=2)
+                   for a, c in _POSITIONS]
+        pooled = torch.maximum(torch.maximum(outputs[0], outputs[1]),
+                               torch.maximum(outputs[2], outputs[3]))
+        ctx.save_for_backward(x, W, pooled, *outputs)
+        ctx.span = span
+        return torch.relu(pooled)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
+        x, W, pooled, *outputs = ctx.saved_tensors
+        scaled = _rectify_grad(pooled, grad)
+        grad_W, grad_b = torch.zeros_like(W), torch.zeros(W.shape[0], dtype=W.dtype,
+                                                            device=W.device)
+        tied = torch.empty_like(pooled)
+        for (a, c), output in zip(_POSITIONS, outputs, strict=True):
+            torch.eq(output, pooled, out=tied)
+            _, gw, gb = torch.ops.aten.convolution_backward(
+                tied.mul_(scaled), x[..., a:a + ctx.span, c:c + ctx.span], W, [W.shape[0]],
+                [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True])
+            grad_W += gw
+            grad_b += gb
+        return None, grad_W, grad_b
+
+
+_POSITIONS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def conv_pool_rectify(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``pool_rectify(F.conv2d(x, W, b))``; for inputs that need no gradient on a CPU, by
+    window position (see ``_ConvPoolRectify``)."""
+    if (torch.is_grad_enabled() and not x.requires_grad and W.requires_grad
+            and x.device.type == "cpu"):
+        return _ConvPoolRectify.apply(x, W, b)
+    return pool_rectify(F.conv2d(x, W, b))
+
+
+def rectify(x: torch.Tensor) -> torch.Tensor:
+    """Lasagne's ``rectify``: ReLU values, gradient 0.5 at exactly 0."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Rectify.apply(x)
+    return torch.relu(x)
+
+
+def pool_rectify(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pooling of ``rectify(x)`` with Lasagne's gradients (see ``_PoolRectify``)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _PoolRectify.apply(x)
+    return torch.relu(_pool_values(x))
+
+
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pooling (stride 2, border ignored), gradient to every tied maximum."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaxPool.apply(x)
+    return _pool_values(x)
+
+
+class _MaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        pooled = _pool_values(x)
+        ctx.save_for_backward(x, pooled)
+        return pooled
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        x, pooled = ctx.saved_tensors
+        return _pool_grad(x, pooled, grad)
 
 
 class LasagneNet(nn.Module):
     """One of the tutorial's networks; ``forward`` returns the logits (pre-softmax).
 
-    Built from the network's layers: a convolution followed by pooling runs as
-    convolution, pooling, then ReLU (the same numbers as Lasagne's conv-ReLU-pool,
-    because ReLU is monotone and commutes with max, on a quarter of the values).
+    Built from the network's layers, with Lasagne's arithmetic: ``rectify`` has gradient
+    0.5 at exactly 0 and pooling passes its gradient to every tied maximum, as on
+    Theano's CPU (see :func:`pool_rectify`); a convolution followed by pooling runs as
+    convolution, pooling, then rectify.
 
     Parameters
     ----------
@@ -175,40 +265,40 @@ class LasagneNet(nn.Module):
             list(weights), self.network)
         self.params = nn.ParameterList(nn.Parameter(from_lasagne(w)) for w in weights)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+    def forward(self, x: torch.Tensor,
                 masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for a batch of shape (N, 1, 28, 28).
 
-        In training mode dropout is applied with ``masks`` (one 0/1 tensor per dropout
-        layer, shaped as :meth:`dropout_shapes` says) or, without them, with masks drawn
-        from ``generator``; in eval mode the pass is deterministic (Lasagne's
-        ``deterministic=True``).
+        In training mode, dropout multiplies each dropout layer's input, divided by its
+        keep probability, by one of ``masks`` (0/1, shaped as :meth:`dropout_shapes`
+        says), as Lasagne's ``DropoutLayer`` does; in eval mode the pass is
+        deterministic (Lasagne's ``deterministic=True``).
         """
         params = iter(self.params)
         given = iter(masks) if masks is not None else None
         layers = self.network.layers
-        fused = False
+        pooled = False
         for i, layer in enumerate(layers):
             if isinstance(layer, Conv):
-                x = F.conv2d(x, next(params), next(params))
-                fused = i + 1 < len(layers) and isinstance(layers[i + 1], Pool)
-                if not fused:
-                    x = F.relu(x)
+                W, b = next(params), next(params)
+                if i + 1 < len(layers) and isinstance(layers[i + 1], Pool):
+                    x, pooled = conv_pool_rectify(x, W, b), True
+                else:
+                    x = rectify(F.conv2d(x, W, b))
             elif isinstance(layer, Pool):
-                x = max_pool_2x2(x)
-                if fused:
-                    x = F.relu(x)
-                fused = False
+                x = x if pooled else max_pool_2x2(x)
+                pooled = False
             elif isinstance(layer, Dropout):
                 x = x.flatten(1)
                 if self.training:
-                    mask = next(given) if given is not None else bernoulli_mask(
-                        x.shape, 1.0 - layer.p, generator, x.device)
-                    x = x * mask / (1.0 - layer.p)
+                    if given is None:
+                        raise ValueError("training mode needs the dropout masks: pass "
+                                         "masks=[...] (see dropout_shapes), or use eval()")
+                    x = x / (1.0 - layer.p) * next(given)
             elif isinstance(layer, Dense):
                 x = F.linear(x.flatten(1), next(params), next(params))
                 if not layer.softmax:
-                    x = F.relu(x)
+                    x = rectify(x)
         return x
 
     def dropout_shapes(self, batch_size: int) -> list[tuple[tuple[int, int], float]]:
@@ -321,26 +411,96 @@ def as_tensor(array: np.ndarray | torch.Tensor, device: torch.device,
     return torch.from_numpy(array).to(device, dtype)
 
 
+def epoch_masks(states: np.ndarray, keep: float, calls: int, shape: Sequence[int],
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, np.ndarray]:
+    """``calls`` masks of one dropout layer at once, as ``calls`` Theano draws give them.
+
+    The same masks as :class:`mnist_cnn.mrg.MaskStream` draws one by one, computed
+    here all at once on ``device``: each draw's generator state is the sub-stream's
+    state times a power of the one-step matrix (:func:`mnist_cnn.mrg.jump_matrices`),
+    so no draw waits for the one before it.
+
+    Parameters
+    ----------
+    states : numpy.ndarray
+        (n_streams, 6) sub-stream states before the first call.
+    keep : float
+        Probability of keeping a unit.
+    calls : int
+        How many masks (training steps).
+    shape : sequence of int
+        The shape of one mask.
+    device : torch.device or str
+        Where the masks are computed and kept.
+
+    Returns
+    -------
+    masks : torch.Tensor
+        (calls, *shape) float32 0/1 masks on ``device``.
+    states : numpy.ndarray
+        The sub-streams' states after the last call.
+    """
+    streams = len(states)
+    size = math.prod(shape)
+    per_call = np.full(streams, size // streams) + (np.arange(streams) < size % streams)
+    draws = calls * int(per_call.max())
+    powers1, powers2 = mrg.jump_matrices(max(draws, 1))
+    dev = torch.device(device)
+    first = torch.tensor(states[:, :3], device=dev)
+    second = torch.tensor(states[:, 3:], device=dev)
+    rows1 = torch.tensor(powers1[:, 0], device=dev)
+    rows2 = torch.tensor(powers2[:, 0], device=dev)
+    threshold = mrg.keep_threshold(keep)
+    grid = torch.empty((draws, streams), dtype=torch.bool, device=dev)
+    chunk = max(1, (1 << 22) // streams)
+    for start in range(0, draws, chunk):
+        x1 = _mat_row_mod(rows1[start:start + chunk], first, mrg.M1)
+        x2 = _mat_row_mod(rows2[start:start + chunk], second, mrg.M2)
+        d = x1 - x2
+        grid[start:start + chunk] = torch.where(d <= 0, d + mrg.M1, d) < threshold
+    stream = torch.arange(size, device=dev) % streams
+    done = torch.as_tensor(per_call, device=dev)[stream]
+    step = torch.arange(calls, device=dev)[:, None] * done[None, :]
+    masks = grid[step + (torch.arange(size, device=dev) // streams)[None, :], stream[None, :]]
+    after = states.copy()
+    used = calls * per_call
+    moved = used > 0
+    jump1, jump2 = powers1[used[moved] - 1], powers2[used[moved] - 1]
+    after[moved, :3] = ((jump1 * states[moved, None, :3]) % mrg.M1).sum(-1) % mrg.M1
+    after[moved, 3:] = ((jump2 * states[moved, None, 3:]) % mrg.M2).sum(-1) % mrg.M2
+    return masks.reshape(calls, *shape).to(torch.float32), after
+
+
+def _mat_row_mod(rows: torch.Tensor, states: torch.Tensor, m: int) -> torch.Tensor:
+    """(k, s) values ``rows[k] . states[s] mod m``, exactly in int64."""
+    total = (rows[:, None, 0] * states[None, :, 0]) % m
+    total += (rows[:, None, 1] * states[None, :, 1]) % m
+    total += (rows[:, None, 2] * states[None, :, 2]) % m
+    return total % m
+
+
 class TorchTrainer:
     """The tutorial's training step in PyTorch on a CPU, CUDA or MPS device.
 
     The training and validation data are moved to the device once; mini-batches are
-    cut from them by index. Losses are read from the device every
-    :attr:`losses_every` batches (reading waits for the device).
+    cut from them by index. Dropout masks come from Theano's MRG31k3p streams, as
+    Lasagne's ``DropoutLayer`` draws them (:mod:`mnist_cnn.mrg`). Losses are read from
+    the device every :attr:`losses_every` batches (reading waits for the device).
 
     With ``resident=True`` (the default on CUDA) each epoch's batch order and dropout
-    masks are drawn ahead, on the device, and a device-side step counter picks each
-    batch and stores each loss, so no step waits for the host. On CUDA that step is
-    then captured once as a CUDA graph and replayed (``graphs=False`` runs it eagerly).
-    The masks come from the same seeded generator, in another order than the default
-    path's, so a resident run is reproducible but not bit-identical to a default one.
+    masks are put on the device ahead (the masks computed there, all at once, by
+    :func:`epoch_masks`), and a device-side step counter picks each batch and stores
+    each loss, so no step waits for the host. On CUDA that step is then captured once
+    as a CUDA graph and replayed (``graphs=False`` runs it eagerly). The masks are the
+    same either way, so a resident run gives the same numbers as a plain one.
 
     Parameters
     ----------
     weights : Weights
         Initial weights (and so the network).
-    seed : int
-        Seed of the dropout masks' generator.
+    dropout : sequence of numpy.ndarray
+        The sub-stream states of each dropout layer's stream, in order (see
+        :func:`mnist_cnn.mrg.stream_states`).
     learning_rate, momentum : float
         Nesterov momentum settings.
     device : str
@@ -355,9 +515,9 @@ class TorchTrainer:
     warmup_steps = 3
     losses_every = 50
 
-    def __init__(self, weights: Weights, seed: int, learning_rate: float, momentum: float,
-                 device: str, data: Sequence[np.ndarray], resident: bool | None = None,
-                 graphs: bool = True) -> None:
+    def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
+                 momentum: float, device: str, data: Sequence[np.ndarray],
+                 resident: bool | None = None, graphs: bool = True) -> None:
         dev = resolve_device(device)
         self.device = str(dev)
         self.versions = {"torch": torch.__version__}
@@ -366,8 +526,9 @@ class TorchTrainer:
         self.net = LasagneNet(weights.network, weights).to(dev)
         self.params = list(self.net.params)
         self.updates = NesterovMomentum(self.params, learning_rate, momentum)
-        self.dropout_rng = torch.Generator(device=dev)
-        self.dropout_rng.manual_seed(seed)
+        self.keep = [1.0 - p for _, p in self.net.network.dropout_shapes(1)]
+        self.streams: list[mrg.MaskStream] = []
+        self._set_streams(dropout)
         X_train, y_train, X_val, y_val = data
         self.X = as_tensor(X_train, dev, torch.float32)
         self.y = as_tensor(y_train, dev, torch.int64)
@@ -378,7 +539,14 @@ class TorchTrainer:
         self._epoch: _EpochBuffers | None = None
         self._graph: Any = None
 
-    def train_epoch(self, order: np.ndarray) -> Iterator[np.ndarray]:
+    def _set_streams(self, states: Sequence[np.ndarray]) -> None:
+        if len(states) != len(self.keep):
+            raise ValueError(f"{len(states)} dropout stream states for {len(self.keep)} "
+                             "dropout layers")
+        self.streams = [mrg.MaskStream(state, keep)
+                        for state, keep in zip(states, self.keep, strict=True)]
+
+    def train_epoch(self, order: np.ndarray, shuffled_from: tuple = ()) -> Iterator[np.ndarray]:
         """One update per row of ``order``; yields the losses every few batches."""
         self.net.train()
         order_t = torch.from_numpy(np.ascontiguousarray(order)).to(self.device)
@@ -386,10 +554,12 @@ class TorchTrainer:
             if self.resident:
                 yield from self._resident_epoch(order_t)
                 return
+            shapes = [shape for shape, _ in self.net.dropout_shapes(order.shape[1])]
             losses: list[torch.Tensor] = []
             for i, batch in enumerate(order_t):
-                loss = F.cross_entropy(self.net(self.X[batch], self.dropout_rng),
-                                       self.y[batch])
+                masks = [torch.from_numpy(stream.draw(shape)).to(self.device, torch.float32)
+                         for stream, shape in zip(self.streams, shapes, strict=True)]
+                loss = F.cross_entropy(self.net(self.X[batch], masks), self.y[batch])
                 self.updates.step(torch.autograd.grad(loss, self.params))
                 losses.append(loss.detach())
                 if (i + 1) % self.losses_every == 0 or i + 1 == len(order_t):
@@ -400,7 +570,8 @@ class TorchTrainer:
         if self._epoch is None or self._epoch.order.shape != order.shape:
             self._epoch = _EpochBuffers(order, self.net.dropout_shapes(order.shape[1]))
             self._graph = None
-        self._epoch.start(order, self.dropout_rng)
+        states = self._epoch.start(order, [s.states for s in self.streams], self.keep)
+        self._set_streams(states)
         done = 0
         for i in range(len(order)):
             if not self.graphs:
@@ -428,7 +599,7 @@ class TorchTrainer:
         step = epoch.step
         index = epoch.order.index_select(0, step).view(-1)
         masks = [m.index_select(0, step).view(m.shape[1:]) for m in epoch.masks]
-        loss = F.cross_entropy(self.net(self.X.index_select(0, index), masks=masks),
+        loss = F.cross_entropy(self.net(self.X.index_select(0, index), masks),
                                self.y.index_select(0, index))
         self.updates.step(torch.autograd.grad(loss, self.params))
         epoch.losses.index_copy_(0, step, loss.detach().view(1))
@@ -445,10 +616,10 @@ class TorchTrainer:
                                 as_tensor(y, dev, torch.int64))
 
     def get_state(self) -> TrainerState:
-        """Weights and velocities (Lasagne layout), and the dropout generator's state."""
+        """Weights and velocities (Lasagne layout), and the dropout streams' states."""
         return TrainerState(self.net.get_weights(),
                             [to_lasagne(v) for v in self.updates.velocities],
-                            self.dropout_rng.get_state().numpy())
+                            [stream.states for stream in self.streams])
 
     def set_state(self, state: TrainerState) -> None:
         """Continue from a saved state (in place: a captured CUDA graph keeps reading the
@@ -456,7 +627,7 @@ class TorchTrainer:
         self.net.set_weights(state.weights)
         for v, saved in zip(self.updates.velocities, state.velocities, strict=True):
             v.copy_(from_lasagne(saved))
-        self.dropout_rng.set_state(torch.from_numpy(np.asarray(state.dropout, np.uint8)))
+        self._set_streams(state.dropout)
 
 
 class _EpochBuffers:
@@ -471,23 +642,30 @@ class _EpochBuffers:
                  dropout_shapes: Sequence[tuple[tuple[int, ...], float]]) -> None:
         n, dev = len(order), order.device
         self.order = torch.empty_like(order)
-        self.keep = [1.0 - p for _, p in dropout_shapes]
-        self.masks = [torch.empty((n, *shape), device=dev) for shape, _ in dropout_shapes]
+        self.shapes = [shape for shape, _ in dropout_shapes]
+        self.masks = [torch.empty((n, *shape), device=dev) for shape in self.shapes]
         self.losses = torch.zeros(n, device=dev)
         self.step = torch.zeros(1, dtype=torch.int64, device=dev)
 
-    def start(self, order: torch.Tensor, generator: torch.Generator) -> None:
-        """New order, new masks (drawn layer by layer), counter back to batch 0."""
+    def start(self, order: torch.Tensor, states: Sequence[np.ndarray],
+              keep: Sequence[float]) -> list[np.ndarray]:
+        """New order, the epoch's masks, counter back to batch 0; returns the dropout
+        streams' states after the epoch."""
         self.order.copy_(order)
-        for mask, keep in zip(self.masks, self.keep, strict=True):
-            mask.bernoulli_(keep, generator=generator)
+        after = []
+        for mask, shape, state, p_keep in zip(self.masks, self.shapes, states, keep,
+                                              strict=True):
+            values, new_state = epoch_masks(state, p_keep, len(order), shape, mask.device)
+            mask.copy_(values)
+            after.append(new_state)
         self.step.zero_()
+        return after
 
 
-def make_trainer(weights: Weights, seed: int, learning_rate: float, momentum: float,
-                 device: str, data: Sequence[np.ndarray]) -> TorchTrainer:
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
+                 momentum: float, device: str, data: Sequence[np.ndarray]) -> TorchTrainer:
     """The PyTorch trainer (see :class:`TorchTrainer`)."""
-    return TorchTrainer(weights, seed, learning_rate, momentum, device, data)
+    return TorchTrainer(weights, dropout, learning_rate, momentum, device, data)
 
 
 # ----------------------------------------------------------------------- inference
