@@ -1,10 +1,11 @@
 """End-of-epoch checkpoints, so that a long run can stop and resume bit-identically.
 
 A checkpoint is one ``.npz`` file of numeric arrays only: the weights and Nesterov
-velocities in Lasagne's layout (``w0..``, ``v0..``), the state of the numpy generator
-that shuffles (``order_keys``), each dropout layer's MRG31k3p sub-stream states
-(``d0..``), and, as UTF-8 JSON bytes (``meta``), the settings, the epochs done, the rest
-of the generator's state and the history. It is written atomically and read through
+velocities (or Adam's moments) in Lasagne's layout (``w0..``, ``v0..``, ``m0..``), the
+state of the numpy generator that shuffles (``order_keys``), each dropout layer's
+MRG31k3p sub-stream states (``d0..``), and, as UTF-8 JSON bytes (``meta``), the
+settings, the epochs and updates done, the rest of the generator's state and the
+history. It is written atomically and read through
 :func:`mnist_cnn.files.read_npz`: members, types and shapes are checked before anything
 is allocated, nothing is unpickled, and every value is checked before it is used.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .spec import Weights, network, network_for
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
-FORMAT = "mnist-cnn-checkpoint-3"
+FORMAT = "mnist-cnn-checkpoint-4"
 #: Settings, history and generator state; a 100,000-epoch history is about 15 MB.
 MAX_META_BYTES = 64 << 20
 _HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds")
@@ -52,6 +53,10 @@ class Checkpoint:
         Each dropout layer's MRG31k3p sub-stream states, (n_streams, 6).
     history : list of dict
         One record per epoch done.
+    moments : list of numpy.ndarray
+        Adam's second moments (empty for Nesterov momentum).
+    steps : int
+        Updates done.
     """
 
     config: dict[str, Any]
@@ -61,12 +66,15 @@ class Checkpoint:
     order_state: tuple
     dropout: list[np.ndarray]
     history: list[dict[str, Any]]
+    moments: list[np.ndarray] = field(default_factory=list)
+    steps: int = 0
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically; returns its path."""
     kind, keys, pos, has_gauss, cached = checkpoint.order_state
     meta = {"format": FORMAT, "config": checkpoint.config, "epoch": checkpoint.epoch,
+            "steps": checkpoint.steps,
             "order": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
                       "cached_gaussian": float(cached)},
             "history": checkpoint.history}
@@ -75,6 +83,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     arrays.update({f"w{i}": w for i, w in enumerate(checkpoint.weights)})
     arrays.update({f"v{i}": np.asarray(v, np.float32)
                    for i, v in enumerate(checkpoint.velocities)})
+    arrays.update({f"m{i}": np.asarray(m, np.float32) for i, m in enumerate(checkpoint.moments)})
     arrays.update({f"d{i}": np.asarray(d, np.int64) for i, d in enumerate(checkpoint.dropout)})
     path = Path(path)
     with atomic_write(path) as f:
@@ -103,11 +112,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     def check(headers: dict[str, NpyHeader]) -> None:
         count = sum(1 for k in headers if k[:1] == "w")
         layers = sum(1 for k in headers if k[:1] == "d")
+        moments = count if f"m{0}" in headers else 0
         expected = {"meta", "order_keys", *(f"w{i}" for i in range(count)),
-                    *(f"v{i}" for i in range(count)), *(f"d{i}" for i in range(layers))}
+                    *(f"v{i}" for i in range(count)), *(f"m{i}" for i in range(moments)),
+                    *(f"d{i}" for i in range(layers))}
         if set(headers) != expected:
             raise unusable(f"members {sorted(headers)[:12]}, expected meta, order_keys, "
-                           "w0.., v0.., d0..")
+                           "w0.., v0.., (m0..), d0..")
         meta = headers["meta"]
         if meta.dtype != np.uint8 or len(meta.shape) != 1 or meta.nbytes > MAX_META_BYTES:
             raise unusable("its settings are not JSON text of a sensible size")
@@ -119,9 +130,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                 raise unusable(f"dropout stream state d{i} has shape {d.shape}, expected "
                                f"({mrg.N_STREAMS}, 6) integers")
         shapes = [headers[f"w{i}"].shape for i in range(count)]
-        if [headers[f"v{i}"].shape for i in range(count)] != shapes or any(
-                headers[f"{k}{i}"].dtype.kind != "f" for k in "wv" for i in range(count)):
-            raise unusable("its velocities do not match its weights")
+        kinds = "wvm" if moments else "wv"
+        if any(headers[f"{k}{i}"].shape != shapes[i] or headers[f"{k}{i}"].dtype.kind != "f"
+               for k in kinds[1:] for i in range(count)) or any(
+                headers[f"w{i}"].dtype.kind != "f" for i in range(count)):
+            raise unusable("its velocities or moments do not match its weights")
         try:
             net = network_for(shapes)
         except WeightsError as exc:
@@ -136,7 +149,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     config, epoch, history = meta.get("config"), meta.get("epoch"), meta.get("history")
     if not (isinstance(config, dict) and isinstance(config.get("model"), str)
             and _whole(epoch) and isinstance(history, list) and len(history) == epoch
-            and all(_epoch_record(h) for h in history)):
+            and all(_epoch_record(h) for h in history) and _whole(meta.get("steps"))):
         raise unusable("its settings, epoch count or history are malformed")
     order = meta.get("order")
     if not (isinstance(order, dict) and order.get("kind") == "MT19937"
@@ -151,8 +164,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except (WeightsError, ValueError) as exc:
         raise unusable(str(exc)) from None
     velocities = [np.asarray(arrays[f"v{i}"], np.float32) for i in range(count)]
-    if not all(np.isfinite(v).all() for v in velocities):
-        raise unusable("its velocities hold NaN or infinite values")
+    moments = [np.asarray(arrays[f"m{i}"], np.float32) for i in range(count)
+               if f"m{i}" in arrays]
+    if not all(np.isfinite(v).all() for v in velocities + moments):
+        raise unusable("its velocities or moments hold NaN or infinite values")
     dropout = [np.asarray(arrays[f"d{i}"], np.int64)
                for i in range(len(net.dropout_shapes(1)))]
     if len(dropout) != sum(1 for k in arrays if k[:1] == "d") or not all(
@@ -160,7 +175,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise unusable("its dropout stream states are not valid MRG31k3p states")
     order_state = ("MT19937", arrays["order_keys"], order["pos"], order["has_gauss"],
                    float(order["cached_gaussian"]))
-    return Checkpoint(config, epoch, weights, velocities, order_state, dropout, history)
+    return Checkpoint(config, epoch, weights, velocities, order_state, dropout, history,
+                      moments, meta["steps"])
 
 
 def _whole(value: Any) -> bool:

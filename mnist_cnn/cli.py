@@ -73,6 +73,17 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                              f"(default: {defaults.DEVICE})")
 
 
+def _threads(text: str) -> int | str:
+    return "auto" if text == "auto" else _whole(1)(text)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_threads, default=defaults.THREADS, metavar="N|auto",
+                        help="CPU threads: auto fits them to the cores other processes leave "
+                             "free; a number fixes them, for bit-identical repeats "
+                             f"(default: {defaults.THREADS})")
+
+
 def _add_engine(parser: argparse.ArgumentParser, training: bool) -> None:
     from .engines import INFERENCE_ENGINES, TRAINING_ENGINES
 
@@ -121,19 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="NAME",
                    help="cnn, mlp or custom_mlp:DEPTH,WIDTH,DROP_IN,DROP_HID "
                         f"(default: {defaults.MODEL})")
+    p.add_argument("--recipe", choices=list(defaults.RECIPES),
+                   help="tutorial: Nesterov momentum with dropout, the blog's 5 epochs at "
+                        "batch 50; fast: a modern recipe for the same layers, not the "
+                        "tutorial's (2 epochs at batch 192, no dropout, Adam warming up "
+                        "to 4e-3 and decaying to 0); --epochs, --batch-size, --lr and "
+                        f"--momentum override its values (default: {defaults.RECIPE})")
     p.add_argument("--epochs", type=_whole(1), dest="num_epochs", metavar="N",
-                   help=f"number of epochs (default: {defaults.EPOCHS})")
+                   help=f"number of epochs (default: the recipe's, {defaults.EPOCHS} for "
+                        "the tutorial)")
     p.add_argument("--batch-size", type=_whole(1), metavar="N",
-                   help=f"mini-batch size (default: {defaults.BATCH_SIZE})")
+                   help="mini-batch size (default: the recipe's, "
+                        f"{defaults.BATCH_SIZE} for the tutorial)")
     p.add_argument("--lr", type=_number, dest="learning_rate", metavar="RATE",
-                   help="learning rate of Nesterov momentum "
-                        f"(default: {defaults.LEARNING_RATE})")
+                   help="learning rate (default: the recipe's, "
+                        f"{defaults.LEARNING_RATE} for the tutorial)")
     p.add_argument("--momentum", type=_number, metavar="M",
-                   help=f"momentum (default: {defaults.MOMENTUM})")
+                   help="momentum (default: the recipe's, "
+                        f"{defaults.MOMENTUM} for the tutorial)")
     p.add_argument("--seed", type=_whole(0, 2**32 - 1), metavar="N",
                    help=f"seed of initialisation, batch order and dropout "
                         f"(default: {defaults.SEED})")
     _add_device(p)
+    _add_threads(p)
     _add_engine(p, training=True)
     p.add_argument("--out", default=defaults.RUN_DIR, metavar="DIR", type=_path,
                    help=f"output folder (default: {defaults.RUN_DIR})")
@@ -240,9 +261,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run = RunFolder(args.out)
     run.prepare()
     given = {key: value for key in ("model", "engine", "num_epochs", "batch_size",
-                                    "learning_rate", "momentum", "seed")
+                                    "learning_rate", "momentum", "seed", "recipe")
              if (value := getattr(args, key)) is not None}
-    common = {"device": args.device, "data_dir": args.data_dir}
+    common = {"device": args.device, "data_dir": args.data_dir, "threads": args.threads}
     if args.resume:
         result = resume(run.checkpoint, **given, **common)
     else:

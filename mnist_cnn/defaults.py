@@ -6,20 +6,67 @@ values in its ``--help``, so a default is changed by changing one line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is trained, apart from its layers.
+
+    Attributes
+    ----------
+    name : str
+        ``tutorial`` or ``fast``.
+    num_epochs, batch_size : int
+        Passes over the training set, and images per update.
+    learning_rate : float
+        The step size (for ``adam``, its peak).
+    momentum : float
+        Nesterov's momentum (for ``adam``, its first beta).
+    rule : {"nesterov", "adam"}
+        Lasagne's ``nesterov_momentum``, or Adam with betas (momentum, 0.999), its
+        learning rate rising linearly from 0 over the first quarter of the run's steps
+        and falling linearly to 0 over the rest (resuming with more epochs stretches the
+        rest of that schedule).
+    dropout : bool
+        Whether the network's dropout layers drop during training.
+    """
+
+    name: str
+    num_epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+    rule: str = "nesterov"
+    dropout: bool = True
+
+
+#: The tutorial's recipe at the blog's settings, and a modern recipe for the same layers
+#: that reaches 99 % sooner (it is not the tutorial's).
+RECIPES = {
+    "tutorial": Recipe("tutorial", num_epochs=5, batch_size=50, learning_rate=0.01,
+                       momentum=0.9),
+    "fast": Recipe("fast", num_epochs=2, batch_size=192, learning_rate=4e-3, momentum=0.9,
+                   rule="adam", dropout=False),
+}
+RECIPE = "tutorial"
+
 #: The network (the tutorial's names: ``cnn``, ``mlp``, ``custom_mlp:D,W,DI,DH``).
 MODEL = "cnn"
-#: The blog's run: 5 epochs at batch size 50 (the tutorial's ``mnist.py`` used 500).
-EPOCHS = 5
-BATCH_SIZE = 50
+#: The blog's run: 5 epochs at batch size 50 (the tutorial's ``mnist.py`` used 500), with
 #: Lasagne's ``nesterov_momentum`` settings in the tutorial.
-LEARNING_RATE = 0.01
-MOMENTUM = 0.9
+EPOCHS = RECIPES["tutorial"].num_epochs
+BATCH_SIZE = RECIPES["tutorial"].batch_size
+LEARNING_RATE = RECIPES["tutorial"].learning_rate
+MOMENTUM = RECIPES["tutorial"].momentum
 #: Seeds the initialisation, the batch order and the dropout masks.
 SEED = 0
 #: Where to compute: ``auto`` picks CUDA when PyTorch sees a GPU.
 DEVICE = "auto"
 #: The engine that trains.
 ENGINE = "pytorch"
+#: CPU threads: ``auto`` fits them to the cores other processes leave free.
+THREADS = "auto"
 #: The engine that predicts: ``auto`` uses numpy for a few images on a CPU (no PyTorch
 #: import), PyTorch otherwise, and numpy where PyTorch is not installed.
 INFERENCE_ENGINE = "auto"

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_cnn import predict_proba, train
+from mnist_cnn import mrg, predict_proba, train
 from mnist_cnn.data import minibatch_indices
+from mnist_cnn.defaults import RECIPES
 from mnist_cnn.engines.torch import TorchTrainer
 from mnist_cnn.predictions import bundled_weights_path
-from mnist_cnn.spec import init_weights
+from mnist_cnn.spec import initialise
 from mnist_cnn.weights import load_weights
 
 pytestmark = [pytest.mark.mnist, pytest.mark.skipif(not torch.cuda.is_available(),
@@ -30,7 +31,9 @@ def test_cuda_graph_replay_gives_the_eager_steps_numbers_bit_for_bit(mnist):
     order = minibatch_indices(5000, 50, shuffle=True, rng=0)
     runs = []
     for graphs in (True, False):
-        trainer = TorchTrainer(init_weights("cnn"), 0, 0.01, 0.9, "cuda", data, graphs=graphs)
+        weights, seeds = initialise("cnn", np.random.RandomState(0))
+        trainer = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds],
+                               RECIPES["tutorial"], "cuda", data, graphs=graphs)
         assert trainer.resident and trainer.graphs == graphs
         runs.append((_epoch(trainer, order), trainer.get_state().weights))
     (graph_losses, graph_w), (eager_losses, eager_w) = runs

@@ -20,6 +20,7 @@ from reference import forward
 
 from mnist_cnn import load_weights, mrg, predict_proba, train
 from mnist_cnn.data import minibatch_indices
+from mnist_cnn.defaults import RECIPES
 from mnist_cnn.engines.lasagne import LasagneProgram
 from mnist_cnn.engines.pytensor import TheanoProgram
 from mnist_cnn.engines.torch import LasagneNet, NesterovMomentum
@@ -29,6 +30,7 @@ from mnist_cnn.spec import Weights, init_weights, initialise
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "lasagne_weights"
 MODELS = ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"]
+TUTORIAL = RECIPES["tutorial"]
 
 pytestmark = [pytest.mark.usefixtures("real_lasagne"), pytest.mark.lasagne]
 
@@ -181,7 +183,7 @@ def test_one_epoch_with_dropout_at_batch_500_follows_the_real_program(mnist):
     order = minibatch_indices(len(X), 500, shuffle=True, rng=rng)
     runs = {}
     for engine in ("lasagne", "pytorch"):
-        trainer = get(engine, training=True).make_trainer(weights, dropout, 0.01, 0.9, "cpu",
+        trainer = get(engine, training=True).make_trainer(weights, dropout, TUTORIAL, "cpu",
                                                           (X, y, X_val, y_val))
         losses = np.concatenate(list(trainer.train_epoch(order, shuffled_from)))
         runs[engine] = (losses, trainer.get_state(), trainer.validate())

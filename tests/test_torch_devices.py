@@ -1,10 +1,12 @@
-"""mnist_cnn.engines.torch_devices: exact float32 on CUDA, the allocator setting."""
+"""mnist_cnn.engines.torch_devices: exact float32 on CUDA, the allocator setting, threads."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -32,3 +34,36 @@ def test_keep_freed_memory_applies_once_per_process_on_glibc():
                          check=True).stdout.split()
     assert out == ["True", "True", "1"]
     assert keep_freed_memory() is True
+
+
+def test_threads_fall_to_the_cores_another_process_leaves_free():
+    from mnist_cnn.engines.torch_devices import ThreadFitter
+
+    previous = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores < 2:
+        pytest.skip("needs two cores")
+    torch.set_num_threads(cores)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        fitter = ThreadFitter("auto")
+        time.sleep(1.0)
+        assert fitter.refit() <= cores - 1
+        fitter.restore()
+        assert torch.get_num_threads() == cores
+    finally:
+        busy.kill()
+        busy.wait()
+        torch.set_num_threads(previous)
+
+
+def test_fixed_threads_never_change():
+    from mnist_cnn.engines.torch_devices import ThreadFitter
+
+    previous = torch.get_num_threads()
+    try:
+        fitter = ThreadFitter(1)
+        time.sleep(0.1)
+        assert fitter.refit() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)

@@ -108,3 +108,41 @@ def test_resume_takes_the_checkpoints_settings_and_refuses_others(mnist, tmp_pat
         resume(ckpt, data=data, seed=8, verbose=False)
     with pytest.raises(TrainingError, match="already holds 2 epochs"):
         resume(ckpt, num_epochs=1, data=data, verbose=False)
+
+
+@pytest.mark.mnist
+def test_what_the_seed_guarantees_across_thread_counts(mnist):
+    """The same thread count: bit-identical. Another count: the same start, batches and
+    masks, and losses equal to float32 rounding."""
+    import torch
+
+    previous = torch.get_num_threads()
+    data = small_data(mnist, n_train=1000)
+    try:
+        runs = {t: [train("cnn", 1, 50, seed=2, data=data, verbose=False, threads=t,
+                          checkpoint=None) for _ in range(2 if t == 1 else 1)]
+                for t in (1, 2)}
+    finally:
+        torch.set_num_threads(previous)
+    one, again = runs[1]
+    assert all(np.array_equal(a, b) for a, b in zip(one.weights, again.weights, strict=True))
+    two = runs[2][0]
+    assert abs(one.history[0].train_loss - two.history[0].train_loss) < 1e-4
+    assert max(float(np.abs(a - b).max()) for a, b in zip(one.weights, two.weights,
+                                                          strict=True)) < 1e-3
+
+
+def test_bad_thread_counts_are_refused():
+    data = (np.zeros((10, 1, 28, 28), np.float32), np.zeros(10, np.uint8)) * 3
+    with pytest.raises(TrainingError, match="threads"):
+        train("cnn", 1, 5, data=data, verbose=False, threads=0)
+
+
+def test_the_fast_recipe_runs_on_pytorch_only():
+    from mnist_cnn import EngineError
+
+    data = (np.zeros((10, 1, 28, 28), np.float32), np.zeros(10, np.uint8)) * 3
+    with pytest.raises(EngineError, match="runs the tutorial's recipe"):
+        train("cnn", 1, 5, recipe="fast", engine="theano", data=data, verbose=False)
+    with pytest.raises(TrainingError, match="unknown recipe 'slow'"):
+        train("cnn", 1, 5, recipe="slow", data=data, verbose=False)

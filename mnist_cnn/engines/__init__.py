@@ -18,13 +18,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Protocol
 
 import numpy as np
 
 from .. import defaults
+from ..defaults import Recipe
 from ..errors import EngineError
 from ..results import Evaluation
 from ..spec import Weights
@@ -49,15 +50,22 @@ class TrainerState:
     ----------
     weights : Weights
     velocities : list of numpy.ndarray
-        Lasagne's Nesterov velocities, one per parameter, in Lasagne's layout.
+        Lasagne's Nesterov velocities (Adam's first moments), one per parameter, in
+        Lasagne's layout.
     dropout : list of numpy.ndarray
         The sub-stream states (n_streams, 6) of each dropout layer's MRG31k3p stream
         (see :mod:`mnist_cnn.mrg`), the same for every engine.
+    moments : list of numpy.ndarray
+        Adam's second moments (empty for Nesterov momentum).
+    steps : int
+        Updates done so far.
     """
 
     weights: Weights
     velocities: list[np.ndarray]
     dropout: list[np.ndarray]
+    moments: list[np.ndarray] = field(default_factory=list)
+    steps: int = 0
 
 
 class Trainer(Protocol):
@@ -101,6 +109,10 @@ class Trainer(Protocol):
         """Continue from a saved state."""
         ...
 
+    def close(self) -> None:
+        """Give back what the trainer took (threads, processes); it is not used after."""
+        ...
+
 
 class Engine(Protocol):
     """What an engine module provides."""
@@ -117,11 +129,13 @@ class Engine(Protocol):
         """Mean cross-entropy and accuracy on a labelled set, without dropout."""
         ...
 
-    def make_trainer(self, weights: Weights, dropout: Sequence[np.ndarray],
-                     learning_rate: float, momentum: float, device: str,
-                     data: Sequence[np.ndarray]) -> Trainer:
-        """A trainer starting from ``weights`` and the dropout streams' states, on
-        (X_train, y_train, X_val, y_val)."""
+    def make_trainer(self, weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
+                     device: str, data: Sequence[np.ndarray],
+                     threads: int | str = "auto") -> Trainer:
+        """A trainer starting from ``weights`` and the dropout streams' states, updating as
+        ``recipe`` says, on (X_train, y_train, X_val, y_val); ``threads``: its CPU
+        threads, fitted to the free cores (``"auto"``) or fixed, where the engine
+        chooses them."""
         ...
 
 
@@ -175,3 +189,11 @@ def choose(name: str, device: str, count: int) -> str:
     if on_cpu and importlib.util.find_spec("torch") is None:
         return "numpy"
     return "pytorch"
+
+
+def tutorial_only(engine: str, recipe: Recipe) -> None:
+    """Raise EngineError unless ``recipe`` is the tutorial's rule with dropout (what the
+    theano and lasagne engines, being the tutorial's program, compute)."""
+    if recipe.rule != "nesterov" or not recipe.dropout:
+        raise EngineError(f"the {engine} engine runs the tutorial's recipe; the {recipe.name} "
+                          "recipe runs on the pytorch engine")

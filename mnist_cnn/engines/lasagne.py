@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from .. import defaults, legacy
+from ..defaults import Recipe
 from ..errors import EngineError
 from ..files import read_npz
 from ..results import Evaluation
 from ..spec import Weights
-from . import TrainerState
+from . import TrainerState, tutorial_only
 from .numpy import evaluation_from_proba
 
 __all__ = ["NAME", "LasagneProgram", "LasagneTrainer", "evaluate", "make_trainer",
@@ -263,11 +264,19 @@ class LasagneTrainer:
         arrays.update({f"d{i}": np.asarray(d, np.int32) for i, d in enumerate(state.dropout)})
         self.program.set_state(arrays)
 
+    def close(self) -> None:
+        """Stop the legacy program."""
+        self.program.close()
 
-def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray]) -> LasagneTrainer:
-    """The lasagne engine's trainer (see :class:`LasagneTrainer`)."""
-    return LasagneTrainer(weights, dropout, learning_rate, momentum, device, data)
+
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
+                 device: str, data: Sequence[np.ndarray],
+                 threads: int | str = "auto") -> LasagneTrainer:
+    """The lasagne engine's trainer (see :class:`LasagneTrainer`).
+    ``threads`` is not used: the threads are those of numpy's BLAS (or Theano's).
+    """
+    tutorial_only(NAME, recipe)
+    return LasagneTrainer(weights, dropout, recipe.learning_rate, recipe.momentum, device, data)
 
 
 def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",

@@ -33,11 +33,12 @@ from pytensor.graph.op import Op
 from pytensor.tensor.special import softmax
 
 from .. import defaults
+from ..defaults import Recipe
 from ..errors import EngineError
 from ..mrg import MaskStream
 from ..results import Evaluation
 from ..spec import Conv, Dense, Dropout, Network, Pool, Weights
-from . import TrainerState
+from . import TrainerState, tutorial_only
 from .numpy import (
     conv_forward,
     conv_grad_inputs,
@@ -370,8 +371,15 @@ class TheanoTrainer:
         self.streams = [MaskStream(saved, keep)
                         for saved, keep in zip(state.dropout, self.keep, strict=True)]
 
+    def close(self) -> None:
+        """Nothing to give back."""
 
-def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray]) -> TheanoTrainer:
-    """The theano engine's trainer (see :class:`TheanoTrainer`)."""
-    return TheanoTrainer(weights, dropout, learning_rate, momentum, device, data)
+
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
+                 device: str, data: Sequence[np.ndarray],
+                 threads: int | str = "auto") -> TheanoTrainer:
+    """The theano engine's trainer (see :class:`TheanoTrainer`).
+    ``threads`` is not used: the threads are those of numpy's BLAS (or Theano's).
+    """
+    tutorial_only(NAME, recipe)
+    return TheanoTrainer(weights, dropout, recipe.learning_rate, recipe.momentum, device, data)

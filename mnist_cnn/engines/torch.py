@@ -27,13 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import defaults, mrg
+from ..defaults import Recipe
 from ..results import Evaluation
 from ..spec import Conv, Dense, Dropout, Network, Pool, Weights, init_weights, network
 from . import TrainerState
-from .torch_devices import exact_float32, keep_freed_memory, resolve_device
+from .torch_devices import ThreadFitter, exact_float32, keep_freed_memory, resolve_device
 
 __all__ = [
     "NAME",
+    "Adam",
     "LasagneNet",
     "NesterovMomentum",
     "TorchTrainer",
@@ -400,6 +402,60 @@ class NesterovMomentum:
         torch._foreach_add_(self.params, self.velocities, alpha=m)
 
 
+class Adam:
+    """Adam (Kingma & Ba) with a warm-up and a linear decay: the fast recipe's update.
+
+    The learning rate rises linearly from 0 to ``peak`` over the first quarter of
+    ``total`` steps and falls linearly to 0 over the rest; betas (``beta1``, 0.999),
+    epsilon 1e-8, with bias correction.
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        The parameters, updated in place.
+    peak : float
+        The highest learning rate.
+    beta1 : float
+        The first moments' decay.
+    total : int
+        The steps of the whole run.
+    """
+
+    beta2 = 0.999
+    eps = 1e-8
+
+    def __init__(self, params: Sequence[torch.Tensor], peak: float, beta1: float,
+                 total: int) -> None:
+        self.params = list(params)
+        self.peak, self.beta1, self.total = peak, beta1, max(total, 1)
+        self.velocities = [torch.zeros_like(p) for p in self.params]  # first moments
+        self.moments = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of update number ``step`` (from 0)."""
+        warm = max(1, self.total // 4)
+        if step < warm:
+            return self.peak * step / warm
+        return self.peak * max(0.0, (self.total - step) / max(1, self.total - warm))
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        """Apply one update with the given gradients (same order as ``params``)."""
+        lr = self.learning_rate(self.steps)
+        self.steps += 1
+        b1, b2 = self.beta1, self.beta2
+        grads = list(grads)
+        torch._foreach_lerp_(self.velocities, grads, 1 - b1)
+        torch._foreach_mul_(self.moments, b2)
+        torch._foreach_addcmul_(self.moments, grads, grads, 1 - b2)
+        denom = torch._foreach_sqrt(self.moments)
+        torch._foreach_div_(denom, (1 - b2 ** self.steps) ** 0.5)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.velocities, denom,
+                                -lr / (1 - b1 ** self.steps))
+
+
 def as_tensor(array: np.ndarray | torch.Tensor, device: torch.device,
               dtype: torch.dtype) -> torch.Tensor:
     """A tensor on ``device`` sharing memory with ``array`` where it can (CPU, writable)."""
@@ -501,12 +557,17 @@ class TorchTrainer:
     dropout : sequence of numpy.ndarray
         The sub-stream states of each dropout layer's stream, in order (see
         :func:`mnist_cnn.mrg.stream_states`).
-    learning_rate, momentum : float
-        Nesterov momentum settings.
+    recipe : Recipe
+        The update rule and its settings, and whether dropout drops (see
+        :data:`mnist_cnn.defaults.RECIPES`).
     device : str
         ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
     data : sequence of numpy.ndarray
         (X_train, y_train, X_val, y_val).
+    threads : int or "auto"
+        CPU threads: fitted to the cores other processes leave free (``"auto"``, measured
+        at each epoch's start and every :attr:`refit_every` batches; see
+        :class:`~mnist_cnn.engines.torch_devices.ThreadFitter`), or a fixed number.
     resident, graphs : bool, optional
         See above.
     """
@@ -514,28 +575,41 @@ class TorchTrainer:
     #: Eager steps run before a CUDA graph is captured (cuDNN and cuBLAS set-up).
     warmup_steps = 3
     losses_every = 50
+    refit_every = 100
 
-    def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray],
-                 resident: bool | None = None, graphs: bool = True) -> None:
+    def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
+                 device: str, data: Sequence[np.ndarray],
+                 threads: int | str = defaults.THREADS, resident: bool | None = None,
+                 graphs: bool = True) -> None:
         dev = resolve_device(device)
         self.device = str(dev)
         self.versions = {"torch": torch.__version__}
+        self.threads = ThreadFitter(threads) if dev.type == "cpu" else None
         if dev.type == "cpu":
             keep_freed_memory()
         self.net = LasagneNet(weights.network, weights).to(dev)
         self.params = list(self.net.params)
-        self.updates = NesterovMomentum(self.params, learning_rate, momentum)
+        self.recipe = recipe
+        X_train, y_train, X_val, y_val = data
+        if recipe.rule == "adam":
+            total = recipe.num_epochs * (len(X_train) // recipe.batch_size)
+            self.updates: NesterovMomentum | Adam = Adam(self.params, recipe.learning_rate,
+                                                         recipe.momentum, total)
+        else:
+            self.updates = NesterovMomentum(self.params, recipe.learning_rate,
+                                            recipe.momentum)
         self.keep = [1.0 - p for _, p in self.net.network.dropout_shapes(1)]
         self.streams: list[mrg.MaskStream] = []
         self._set_streams(dropout)
-        X_train, y_train, X_val, y_val = data
         self.X = as_tensor(X_train, dev, torch.float32)
         self.y = as_tensor(y_train, dev, torch.int64)
         self.X_val = as_tensor(X_val, dev, torch.float32)
         self.y_val = as_tensor(y_val, dev, torch.int64)
-        self.resident = dev.type == "cuda" if resident is None else resident
-        self.graphs = graphs and self.resident and dev.type == "cuda"
+        self.resident = (dev.type == "cuda" and recipe.rule == "nesterov" and recipe.dropout
+                         if resident is None else resident)
+        # A captured graph replays the same learning rate: Adam's schedule runs eagerly.
+        self.graphs = graphs and self.resident and dev.type == "cuda" and (
+            recipe.rule == "nesterov")
         self._epoch: _EpochBuffers | None = None
         self._graph: Any = None
 
@@ -548,17 +622,21 @@ class TorchTrainer:
 
     def train_epoch(self, order: np.ndarray, shuffled_from: tuple = ()) -> Iterator[np.ndarray]:
         """One update per row of ``order``; yields the losses every few batches."""
-        self.net.train()
+        self.net.train(self.recipe.dropout)  # in eval mode the dropout layers pass through
         order_t = torch.from_numpy(np.ascontiguousarray(order)).to(self.device)
         with exact_float32():
             if self.resident:
                 yield from self._resident_epoch(order_t)
                 return
             shapes = [shape for shape, _ in self.net.dropout_shapes(order.shape[1])]
+            if not self.recipe.dropout:
+                shapes = []
             losses: list[torch.Tensor] = []
             for i, batch in enumerate(order_t):
+                if self.threads is not None and i % self.refit_every == 0:
+                    self.threads.refit()
                 masks = [torch.from_numpy(stream.draw(shape)).to(self.device, torch.float32)
-                         for stream, shape in zip(self.streams, shapes, strict=True)]
+                         for stream, shape in zip(self.streams, shapes, strict=False)]
                 loss = F.cross_entropy(self.net(self.X[batch], masks), self.y[batch])
                 self.updates.step(torch.autograd.grad(loss, self.params))
                 losses.append(loss.detach())
@@ -616,10 +694,13 @@ class TorchTrainer:
                                 as_tensor(y, dev, torch.int64))
 
     def get_state(self) -> TrainerState:
-        """Weights and velocities (Lasagne layout), and the dropout streams' states."""
+        """Weights and the update rule's state (Lasagne layout), and the dropout streams'
+        states."""
+        moments = getattr(self.updates, "moments", [])
         return TrainerState(self.net.get_weights(),
                             [to_lasagne(v) for v in self.updates.velocities],
-                            [stream.states for stream in self.streams])
+                            [stream.states for stream in self.streams],
+                            [to_lasagne(m) for m in moments], getattr(self.updates, "steps", 0))
 
     def set_state(self, state: TrainerState) -> None:
         """Continue from a saved state (in place: a captured CUDA graph keeps reading the
@@ -627,7 +708,16 @@ class TorchTrainer:
         self.net.set_weights(state.weights)
         for v, saved in zip(self.updates.velocities, state.velocities, strict=True):
             v.copy_(from_lasagne(saved))
+        if isinstance(self.updates, Adam):
+            for m, saved in zip(self.updates.moments, state.moments, strict=True):
+                m.copy_(from_lasagne(saved))
+            self.updates.steps = state.steps
         self._set_streams(state.dropout)
+
+    def close(self) -> None:
+        """Set PyTorch's threads back to what they were."""
+        if self.threads is not None:
+            self.threads.restore()
 
 
 class _EpochBuffers:
@@ -662,10 +752,11 @@ class _EpochBuffers:
         return after
 
 
-def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray]) -> TorchTrainer:
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
+                 device: str, data: Sequence[np.ndarray],
+                 threads: int | str = defaults.THREADS) -> TorchTrainer:
     """The PyTorch trainer (see :class:`TorchTrainer`)."""
-    return TorchTrainer(weights, dropout, learning_rate, momentum, device, data)
+    return TorchTrainer(weights, dropout, recipe, device, data, threads)
 
 
 # ----------------------------------------------------------------------- inference

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import sys
+import time
 from collections.abc import Iterator
 
 import torch
@@ -62,6 +64,77 @@ def exact_float32() -> Iterator[None]:
         yield
     finally:
         cudnn.conv.fp32_precision, cudnn.deterministic = previous
+
+
+class ThreadFitter:
+    """Keep PyTorch's CPU threads to the cores that other processes leave free.
+
+    PyTorch's threads meet at a barrier in every operation; when another process keeps
+    one of their cores busy, each operation waits for the thread that shares a core, and
+    training on two threads beside one busy core ran at a third of its quiet speed, where
+    one thread kept most of it. So the cores that other processes use are measured from
+    the system's CPU time (``/proc/stat``) less this process's own over the last interval,
+    and the threads are set to the cores of this process's affinity that remain. It
+    costs one small file read per measure; where there is no ``/proc/stat`` the threads
+    stay as they are.
+
+    The thread count changes the order of some float32 sums (in oneDNN's convolutions),
+    so a run's numbers then differ from a quiet run's from that point at the level of
+    rounding; pass ``threads`` to fix it (see ``train(threads=...)``).
+
+    Parameters
+    ----------
+    threads : int or "auto"
+        A fixed number of threads, or ``"auto"`` to fit them to the free cores.
+    """
+
+    #: A core counts as taken when others use more than this share of one.
+    busy = 0.5
+
+    def __init__(self, threads: int | str = "auto") -> None:
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        self.before = torch.get_num_threads()
+        self.most = max(1, min(self.cores, self.before))
+        self.auto = threads == "auto"
+        if not self.auto:
+            torch.set_num_threads(int(threads))
+        self._last = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        """(busy CPU seconds of the whole system, this process's CPU seconds, wall time)."""
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        ticks = [int(v) for v in fields[1:8]]  # user nice system idle iowait irq softirq
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return busy, own.user + own.system, time.monotonic()
+
+    def others(self) -> float | None:
+        """Cores kept busy by other processes since the last call (None if unknown)."""
+        now = self._sample()
+        last, self._last = self._last, now
+        if now is None or last is None or now[2] - last[2] < 0.05:
+            return None
+        return max(0.0, (now[0] - last[0]) - (now[1] - last[1])) / (now[2] - last[2])
+
+    def restore(self) -> None:
+        """Set the threads back to what they were before this fitter."""
+        torch.set_num_threads(self.before)
+
+    def refit(self) -> int:
+        """Set the threads for what the machine had free in the last interval; returns
+        the thread count now."""
+        taken = self.others() if self.auto else None
+        if taken is not None:
+            threads = max(1, min(self.most, self.cores - int(taken + 1 - self.busy)))
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
+        return torch.get_num_threads()
 
 
 @functools.cache
