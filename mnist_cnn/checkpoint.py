@@ -27,9 +27,11 @@ from .spec import Weights, network, network_for
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
-FORMAT = "mnist-cnn-checkpoint-4"
+FORMAT = "mnist-cnn-checkpoint-5"
 #: Settings, history and generator state; a 100,000-epoch history is about 15 MB.
 MAX_META_BYTES = 64 << 20
+#: A PyTorch generator's state (the augmentation's) is 5 kB.
+MAX_RNG_BYTES = 1 << 20
 _HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds")
 
 
@@ -57,6 +59,8 @@ class Checkpoint:
         Adam's second moments (empty for Nesterov momentum).
     steps : int
         Updates done.
+    augment : numpy.ndarray
+        The augmentation generator's state (empty without augmentation).
     """
 
     config: dict[str, Any]
@@ -68,6 +72,7 @@ class Checkpoint:
     history: list[dict[str, Any]]
     moments: list[np.ndarray] = field(default_factory=list)
     steps: int = 0
+    augment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
@@ -79,7 +84,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
                       "cached_gaussian": float(cached)},
             "history": checkpoint.history}
     arrays = {"meta": np.frombuffer(json.dumps(meta, allow_nan=False).encode(), np.uint8),
-              "order_keys": np.asarray(keys, np.uint32)}
+              "order_keys": np.asarray(keys, np.uint32),
+              "augment_rng": np.asarray(checkpoint.augment, np.uint8)}
     arrays.update({f"w{i}": w for i, w in enumerate(checkpoint.weights)})
     arrays.update({f"v{i}": np.asarray(v, np.float32)
                    for i, v in enumerate(checkpoint.velocities)})
@@ -113,7 +119,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         count = sum(1 for k in headers if k[:1] == "w")
         layers = sum(1 for k in headers if k[:1] == "d")
         moments = count if f"m{0}" in headers else 0
-        expected = {"meta", "order_keys", *(f"w{i}" for i in range(count)),
+        expected = {"meta", "order_keys", "augment_rng", *(f"w{i}" for i in range(count)),
                     *(f"v{i}" for i in range(count)), *(f"m{i}" for i in range(moments)),
                     *(f"d{i}" for i in range(layers))}
         if set(headers) != expected:
@@ -124,6 +130,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             raise unusable("its settings are not JSON text of a sensible size")
         if headers["order_keys"].shape != (624,) or headers["order_keys"].dtype != np.uint32:
             raise unusable("its batch-order generator state is not 624 uint32 numbers")
+        rng = headers["augment_rng"]
+        if rng.dtype != np.uint8 or len(rng.shape) != 1 or rng.nbytes > MAX_RNG_BYTES:
+            raise unusable("its augmentation generator state is not a few bytes")
         for i in range(layers):
             d = headers[f"d{i}"]
             if d.shape != (mrg.N_STREAMS, 6) or d.dtype.kind not in "iu":
@@ -176,7 +185,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     order_state = ("MT19937", arrays["order_keys"], order["pos"], order["has_gauss"],
                    float(order["cached_gaussian"]))
     return Checkpoint(config, epoch, weights, velocities, order_state, dropout, history,
-                      moments, meta["steps"])
+                      moments, meta["steps"], np.asarray(arrays["augment_rng"], np.uint8))
 
 
 def _whole(value: Any) -> bool:

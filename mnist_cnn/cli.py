@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "tutorial's (2 epochs at batch 192, no dropout, Adam warming up "
                         "to 4e-3 and decaying to 0); --epochs, --batch-size, --lr and "
                         f"--momentum override its values (default: {defaults.RECIPE})")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="transform every training batch afresh (rotation, scale, shear, "
+                        "shift, elastic distortion, stroke width) for a model that reads "
+                        "real people's digits; pytorch engine only (default: off)")
+    p.add_argument("--lr-schedule", choices=list(defaults.SCHEDULES), dest="lr_schedule",
+                   help="the learning rate: constant (the tutorial's), or cosine: falling to "
+                        "0 along half a cosine over the run (default: constant)")
     p.add_argument("--epochs", type=_whole(1), dest="num_epochs", metavar="N",
                    help=f"number of epochs (default: the recipe's, {defaults.EPOCHS} for "
                         "the tutorial)")
@@ -261,8 +268,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run = RunFolder(args.out)
     run.prepare()
     given = {key: value for key in ("model", "engine", "num_epochs", "batch_size",
-                                    "learning_rate", "momentum", "seed", "recipe")
-             if (value := getattr(args, key)) is not None}
+                                    "learning_rate", "momentum", "seed", "recipe", "augment",
+                                    "lr_schedule") if (value := getattr(args, key)) is not None}
+    if args.resume and "lr_schedule" in given:
+        given["schedule"] = given.pop("lr_schedule")
     common = {"device": args.device, "data_dir": args.data_dir, "threads": args.threads}
     if args.resume:
         result = resume(run.checkpoint, **given, **common)

@@ -30,6 +30,13 @@ class Recipe:
         rest of that schedule).
     dropout : bool
         Whether the network's dropout layers drop during training.
+    schedule : {"constant", "cosine"}
+        Nesterov momentum's learning rate: constant (the tutorial's), or falling from
+        ``learning_rate`` to 0 along half a cosine over the run's steps.
+    augment : bool
+        Transform every training batch afresh (see :mod:`mnist_cnn.augment`).
+    seed : int
+        Seeds the augmentation's random transforms.
     """
 
     name: str
@@ -39,6 +46,9 @@ class Recipe:
     momentum: float
     rule: str = "nesterov"
     dropout: bool = True
+    schedule: str = "constant"
+    augment: bool = False
+    seed: int = 0
 
 
 #: The tutorial's recipe at the blog's settings, and a modern recipe for the same layers
@@ -50,6 +60,7 @@ RECIPES = {
                    rule="adam", dropout=False),
 }
 RECIPE = "tutorial"
+SCHEDULES = ("constant", "cosine")
 
 #: The network (the tutorial's names: ``cnn``, ``mlp``, ``custom_mlp:D,W,DI,DH``).
 MODEL = "cnn"

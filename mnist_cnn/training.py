@@ -51,9 +51,12 @@ class Settings:
     momentum: float = defaults.MOMENTUM
     seed: int = defaults.SEED
     recipe: str = defaults.RECIPE
+    augment: bool = False
+    schedule: str = "constant"
 
     #: What must be equal to resume a run (``num_epochs`` may grow).
-    FIXED = ("model", "engine", "batch_size", "learning_rate", "momentum", "seed", "recipe")
+    FIXED = ("model", "engine", "batch_size", "learning_rate", "momentum", "seed", "recipe",
+             "augment", "schedule")
 
     @classmethod
     def of(cls, recipe: str = defaults.RECIPE, **given: Any) -> Settings:
@@ -63,7 +66,8 @@ class Settings:
                                 f"{', '.join(defaults.RECIPES)}")
         base = defaults.RECIPES[recipe]
         values = {"num_epochs": base.num_epochs, "batch_size": base.batch_size,
-                  "learning_rate": base.learning_rate, "momentum": base.momentum}
+                  "learning_rate": base.learning_rate, "momentum": base.momentum,
+                  "augment": base.augment, "schedule": base.schedule}
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(recipe=recipe, **values)
 
@@ -71,7 +75,9 @@ class Settings:
         """The recipe with these settings (what the engine's trainer needs)."""
         return dataclasses.replace(defaults.RECIPES[self.recipe], num_epochs=self.num_epochs,
                                    batch_size=self.batch_size,
-                                   learning_rate=self.learning_rate, momentum=self.momentum)
+                                   learning_rate=self.learning_rate, momentum=self.momentum,
+                                   augment=self.augment, schedule=self.schedule,
+                                   seed=self.seed)
 
     def check(self, n_train: int) -> None:
         """Raise TrainingError unless every setting is usable."""
@@ -93,6 +99,11 @@ class Settings:
         if not ok_int(self.seed) or not 0 <= self.seed < 2**32:
             raise TrainingError(f"the seed must be a whole number from 0 to 2**32 - 1, got "
                                 f"{self.seed!r}")
+        if self.schedule not in defaults.SCHEDULES:
+            raise TrainingError(f"unknown learning-rate schedule {self.schedule!r}; choose "
+                                f"one of {', '.join(defaults.SCHEDULES)}")
+        if self.schedule != "constant" and defaults.RECIPES[self.recipe].rule != "nesterov":
+            raise TrainingError(f"the {self.recipe} recipe has a schedule of its own")
 
 
 def train(
@@ -112,6 +123,8 @@ def train(
     engine: str = defaults.ENGINE,
     threads: int | str = defaults.THREADS,
     recipe: str = defaults.RECIPE,
+    augment: bool | None = None,
+    lr_schedule: str | None = None,
 ) -> TrainResult:
     """Train one of the tutorial's networks and return its weights and history.
 
@@ -165,6 +178,13 @@ def train(
         layers that reaches 99 % sooner: 2 epochs at batch 192 without dropout, Adam with
         its learning rate rising linearly to 4e-3 over the first quarter of the steps and
         falling to 0 (pytorch engine only). See :data:`mnist_cnn.defaults.RECIPES`.
+    augment : bool, optional
+        Transform every training batch afresh (random affine transforms, elastic
+        distortions, stroke widths; see :mod:`mnist_cnn.augment`), for a model that reads
+        real people's digits; pytorch engine only. Default: the recipe's (no).
+    lr_schedule : {"constant", "cosine"}, optional
+        Nesterov momentum's learning rate: constant, or falling to 0 along half a cosine
+        over the run; default: the recipe's (constant).
 
     Returns
     -------
@@ -187,7 +207,8 @@ def train(
     """
     settings = Settings.of(recipe, model=str(model), engine=engine, num_epochs=num_epochs,
                            batch_size=batch_size, learning_rate=learning_rate,
-                           momentum=momentum, seed=seed)
+                           momentum=momentum, seed=seed, augment=augment,
+                           schedule=lr_schedule)
     saved = None
     if resume:
         if checkpoint is None:
@@ -296,7 +317,7 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
     try:
         if saved is not None:
             trainer.set_state(TrainerState(saved.weights, saved.velocities, saved.dropout,
-                                           saved.moments, saved.steps))
+                                           saved.moments, saved.steps, saved.augment))
             _say(verbose, f"Resuming {checkpoint} after epoch {saved.epoch}")
         _say(verbose, "Starting training...")
         history = _epochs(trainer, settings, history, rng, checkpoint, X_train, verbose,
@@ -337,7 +358,7 @@ def _epochs(trainer: Trainer, settings: Settings, history: list[EpochStats],
                     save_checkpoint(checkpoint, Checkpoint(
                         config, epoch, state.weights, state.velocities, rng.get_state(),
                         state.dropout, [asdict(h) for h in history], state.moments,
-                        state.steps))
+                        state.steps, state.augment))
                     done = epoch
                 if verbose:
                     _print_epoch(stats, settings.num_epochs)

@@ -59,6 +59,8 @@ class TrainerState:
         Adam's second moments (empty for Nesterov momentum).
     steps : int
         Updates done so far.
+    augment : numpy.ndarray
+        The state of the augmentation's generator (empty without augmentation).
     """
 
     weights: Weights
@@ -66,6 +68,7 @@ class TrainerState:
     dropout: list[np.ndarray]
     moments: list[np.ndarray] = field(default_factory=list)
     steps: int = 0
+    augment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
 
 class Trainer(Protocol):
@@ -194,6 +197,7 @@ def choose(name: str, device: str, count: int) -> str:
 def tutorial_only(engine: str, recipe: Recipe) -> None:
     """Raise EngineError unless ``recipe`` is the tutorial's rule with dropout (what the
     theano and lasagne engines, being the tutorial's program, compute)."""
-    if recipe.rule != "nesterov" or not recipe.dropout:
+    if (recipe.rule != "nesterov" or not recipe.dropout or recipe.augment
+            or recipe.schedule != "constant"):
         raise EngineError(f"the {engine} engine runs the tutorial's recipe; the {recipe.name} "
                           "recipe runs on the pytorch engine")

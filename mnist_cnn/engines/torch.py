@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import defaults, mrg
+from ..augment import augment
 from ..defaults import Recipe
+from ..errors import EngineError
 from ..results import Evaluation
 from ..spec import Conv, Dense, Dropout, Network, Pool, Weights, init_weights, network
 from . import TrainerState
@@ -379,19 +381,32 @@ class NesterovMomentum:
         The parameters, updated in place.
     learning_rate, momentum : float
         The tutorial uses 0.01 and 0.9.
+    schedule : {"constant", "cosine"}
+        The tutorial's constant rate, or one falling to 0 along half a cosine over
+        ``total`` steps.
+    total : int
+        The steps of the whole run (for the schedule).
     """
 
     def __init__(self, params: Sequence[torch.Tensor], learning_rate: float,
-                 momentum: float) -> None:
+                 momentum: float, schedule: str = "constant", total: int = 1) -> None:
         self.params = list(params)
-        self.learning_rate = learning_rate
+        self.peak, self.schedule, self.total = learning_rate, schedule, max(total, 1)
         self.momentum = momentum
         self.velocities = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of update number ``step`` (from 0)."""
+        if self.schedule == "cosine":
+            return self.peak * 0.5 * (1 + math.cos(math.pi * min(step, self.total) / self.total))
+        return self.peak
 
     @torch.no_grad()
     def step(self, grads: Sequence[torch.Tensor]) -> None:
         """Apply one update with the given gradients (same order as ``params``)."""
-        lr, m = self.learning_rate, self.momentum
+        lr, m = self.learning_rate(self.steps), self.momentum
+        self.steps += 1
         grads = list(grads)
         if len(grads) != len(self.params):
             raise ValueError(f"{len(grads)} gradients for {len(self.params)} parameters")
@@ -591,13 +606,17 @@ class TorchTrainer:
         self.params = list(self.net.params)
         self.recipe = recipe
         X_train, y_train, X_val, y_val = data
+        total = recipe.num_epochs * (len(X_train) // recipe.batch_size)
         if recipe.rule == "adam":
-            total = recipe.num_epochs * (len(X_train) // recipe.batch_size)
             self.updates: NesterovMomentum | Adam = Adam(self.params, recipe.learning_rate,
                                                          recipe.momentum, total)
         else:
             self.updates = NesterovMomentum(self.params, recipe.learning_rate,
-                                            recipe.momentum)
+                                            recipe.momentum, recipe.schedule, total)
+        self.augmenter: torch.Generator | None = None
+        if recipe.augment:
+            self.augmenter = torch.Generator(device=dev)
+            self.augmenter.manual_seed(recipe.seed)
         self.keep = [1.0 - p for _, p in self.net.network.dropout_shapes(1)]
         self.streams: list[mrg.MaskStream] = []
         self._set_streams(dropout)
@@ -605,11 +624,12 @@ class TorchTrainer:
         self.y = as_tensor(y_train, dev, torch.int64)
         self.X_val = as_tensor(X_val, dev, torch.float32)
         self.y_val = as_tensor(y_val, dev, torch.int64)
-        self.resident = (dev.type == "cuda" and recipe.rule == "nesterov" and recipe.dropout
-                         if resident is None else resident)
-        # A captured graph replays the same learning rate: Adam's schedule runs eagerly.
-        self.graphs = graphs and self.resident and dev.type == "cuda" and (
-            recipe.rule == "nesterov")
+        # The resident step and its graph replay the tutorial's recipe: a captured graph
+        # keeps one learning rate, and the augmentation's draws are made on the host.
+        tutorial = (recipe.rule == "nesterov" and recipe.dropout and not recipe.augment
+                    and recipe.schedule == "constant")
+        self.resident = dev.type == "cuda" and tutorial if resident is None else resident
+        self.graphs = graphs and self.resident and dev.type == "cuda" and tutorial
         self._epoch: _EpochBuffers | None = None
         self._graph: Any = None
 
@@ -637,7 +657,10 @@ class TorchTrainer:
                     self.threads.refit()
                 masks = [torch.from_numpy(stream.draw(shape)).to(self.device, torch.float32)
                          for stream, shape in zip(self.streams, shapes, strict=False)]
-                loss = F.cross_entropy(self.net(self.X[batch], masks), self.y[batch])
+                images = self.X[batch]
+                if self.augmenter is not None:
+                    images = augment(images, self.augmenter)
+                loss = F.cross_entropy(self.net(images, masks), self.y[batch])
                 self.updates.step(torch.autograd.grad(loss, self.params))
                 losses.append(loss.detach())
                 if (i + 1) % self.losses_every == 0 or i + 1 == len(order_t):
@@ -697,10 +720,12 @@ class TorchTrainer:
         """Weights and the update rule's state (Lasagne layout), and the dropout streams'
         states."""
         moments = getattr(self.updates, "moments", [])
+        augmenter = (self.augmenter.get_state().numpy() if self.augmenter is not None
+                     else np.zeros(0, np.uint8))
         return TrainerState(self.net.get_weights(),
                             [to_lasagne(v) for v in self.updates.velocities],
                             [stream.states for stream in self.streams],
-                            [to_lasagne(m) for m in moments], getattr(self.updates, "steps", 0))
+                            [to_lasagne(m) for m in moments], self.updates.steps, augmenter)
 
     def set_state(self, state: TrainerState) -> None:
         """Continue from a saved state (in place: a captured CUDA graph keeps reading the
@@ -711,7 +736,13 @@ class TorchTrainer:
         if isinstance(self.updates, Adam):
             for m, saved in zip(self.updates.moments, state.moments, strict=True):
                 m.copy_(from_lasagne(saved))
-            self.updates.steps = state.steps
+        self.updates.steps = state.steps
+        if self.augmenter is not None:
+            try:
+                self.augmenter.set_state(torch.from_numpy(np.asarray(state.augment, np.uint8)))
+            except (RuntimeError, ValueError):
+                raise EngineError("the saved augmentation state does not fit this "
+                                  "generator; train again without --resume") from None
         self._set_streams(state.dropout)
 
     def close(self) -> None:
