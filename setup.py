@@ -28,9 +28,10 @@ setup(
         "matplotlib>=3.7",
         "pillow>=9.1",
         "scipy>=1.10",
+        "scikit-image>=0.22",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5", "nbclient>=0.7", "nbformat>=5.7",
+        "test": ["pytest>=7", "ruff>=0.5", "hypothesis>=6.100", "nbclient>=0.7", "nbformat>=5.7",
                  "ipykernel>=6.0"],
         "theano": ["pytensor>=3.0,<4"],
     },

@@ -53,6 +53,8 @@ _LAZY = {
     "predict": "predictions",
     "Prediction": "predictions",
     "bundled_weights_path": "predictions",
+    "read_number": "number_reading",
+    "NumberReading": "number_reading",
     "preprocess_image": "images",
 }
 

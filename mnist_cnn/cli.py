@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "bundled with the package)")
     p.add_argument("--top", type=_whole(1, 10), default=defaults.TOP, metavar="K",
                    help=f"list the K most probable digits, 1 to 10 (default: {defaults.TOP})")
+    p.add_argument("--number", action="store_true",
+                   help="read each image as a whole number written in a row (or rows): "
+                        "print its digits left to right with a probability each")
     p.add_argument("--json", action="store_true", help="print one JSON array instead")
     p.add_argument("--save-preprocessed", metavar="DIR", type=_path,
                    help="also write the 28x28 image the network saw, enlarged, to DIR")
@@ -398,6 +401,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _digit_record(result: Any) -> dict[str, Any]:
+    record = {"digit": result.digit, "probability": result.probability,
+              "top": [{"digit": d, "probability": p} for d, p in result.top]}
+    if result.box is not None:
+        record["box"] = list(result.box)
+    return record
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
@@ -409,8 +420,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                            else bundled_weights_path())
     found = _expand_images(args.images)
     usable = [path for path, problem in found if problem is None]
-    results = iter(predict(usable, weights, top=args.top, device=args.device,
-                           errors="return"))
+    if args.number:
+        from .number_reading import read_number
+
+        def read(path: str) -> Any:
+            try:
+                return read_number(path, weights, top=args.top, device=args.device)
+            except ImageError as exc:
+                return exc
+
+        results = iter([read(path) for path in usable])
+    else:
+        results = iter(predict(usable, weights, top=args.top, device=args.device,
+                               errors="return"))
     used: set[str] = set()
     records, failed = [], False
     for path, problem in found:
@@ -421,13 +443,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{PROG}: error: {_one_line(result)}", file=sys.stderr)
             continue
-        record = {"file": path, "digit": result.digit, "probability": result.probability,
-                  "top": [{"digit": d, "probability": p} for d, p in result.top]}
+        digits = result.digits if args.number else [result]
+        record: dict[str, Any] = {"file": path}
+        if args.number:
+            record.update(number=result.text, probability=result.probability,
+                          rows=[[_digit_record(d) for d in row] for row in result.rows])
+        else:
+            record.update(_digit_record(result))
         if args.save_preprocessed:
-            record["preprocessed"] = str(_save_preprocessed(
-                Path(args.save_preprocessed), path, result.image, used))
+            stem = Path(path).stem
+            saved = [str(_save_preprocessed(Path(args.save_preprocessed),
+                                            f"{stem}-{i + 1}" if args.number else path,
+                                            d.image, used)) for i, d in enumerate(digits)]
+            record["preprocessed"] = saved if args.number else saved[0]
         records.append(record)
-        if not args.json:
+        if args.json:
+            continue
+        if args.number:
+            each = ", ".join(f"{d.digit} {d.probability:.1%}" for d in digits)
+            print(f"{path}: {result.text}  ({each})")
+        else:
             ranked = ", ".join(f"{d} ({p:.1%})" for d, p in result.top)
             print(f"{path}: {result.digit} ({result.probability:.1%})  top {args.top}: "
                   f"{ranked}")
@@ -458,11 +493,18 @@ _COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_ev
              "bench": _cmd_bench}
 
 
+#: The exit code of a bug of ours (BSD's EX_SOFTWARE).
+_INTERNAL_ERROR = 70
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mnist-cnn`` with the given arguments; returns the exit code."""
+    from .interrupts import sigterm_as_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        with sigterm_as_interrupt():
+            return _COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"{PROG}: {_one_line(exc)}", file=sys.stderr)
         if exc.checkpoint is not None:
@@ -477,6 +519,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: cannot write or read{where}: "
               f"{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as exc:
+        number = getattr(exc, "signal", signal.SIGINT)
+        print(f"{PROG}: {'terminated (SIGTERM)' if number == signal.SIGTERM else 'interrupted'}"
+              "; files being written were left as they were", file=sys.stderr)
+        return 128 + number
+    except Exception:  # not bad input but a bug of ours: show where, ask for a report
+        import traceback
+
+        traceback.print_exc()
+        print(f"{PROG}: internal error: a bug in mnist-cnn, not in your input; please "
+              "report it to the project's issue tracker with the command you ran and the "
+              "lines above", file=sys.stderr)
+        return _INTERNAL_ERROR

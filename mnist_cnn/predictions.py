@@ -39,6 +39,9 @@ class Prediction:
         The most probable digits with their probabilities, best first.
     image : numpy.ndarray
         The 28x28 input the network saw.
+    box : tuple of int or None
+        Where the digit is in a number's picture, ``(top, left, bottom, right)``
+        (:func:`mnist_cnn.read_number`); None for a single digit.
     """
 
     source: str
@@ -47,6 +50,7 @@ class Prediction:
     top: list[tuple[int, float]] = field(default_factory=list)
     image: np.ndarray = field(default_factory=lambda: np.zeros((28, 28), np.float32),
                               repr=False)
+    box: tuple[int, int, int, int] | None = None
 
 
 def bundled_weights_path() -> Path:

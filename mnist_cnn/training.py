@@ -18,9 +18,8 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,9 @@ from .data import load_dataset, minibatch_indices
 from .engines import Trainer, TrainerState
 from .errors import TrainingError, TrainingInterrupted
 from .files import check_writable_folder, remove_stale_temporaries
+from .interrupts import Terminated, sigterm_as_interrupt
 from .results import EpochStats, TrainResult
-from .spec import initialise, network
+from .spec import Network, initialise, network
 
 __all__ = ["Settings", "resume", "train"]
 
@@ -280,6 +280,25 @@ def _say(verbose: bool, text: str) -> None:
         print(text, flush=True)
 
 
+#: Bytes per parameter while training: Lasagne's float64 initialisation, then the
+#: float32 weights, gradients, momentum and the engine's copy.
+_TRAINING_BYTES_PER_PARAM = 8 + 4 * 4
+
+
+def _check_fits_in_memory(net: Network, name: str) -> None:
+    """Refuse a network whose parameters alone would not fit in this machine's memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on POSIX: a generous 64 GiB
+        memory = 64 << 30
+    need = net.num_params() * _TRAINING_BYTES_PER_PARAM
+    if need > memory:
+        raise TrainingError(f"model {name!r} has {net.num_params():,} parameters and needs "
+                            f"about {need / 2**30:,.0f} GiB to train, more than this "
+                            f"machine's {memory / 2**30:,.0f} GiB; choose a smaller WIDTH "
+                            "or DEPTH")
+
+
 def _run(settings: Settings, saved: Checkpoint | None, device: str,
          data: Sequence[np.ndarray] | None, data_dir: str | os.PathLike | None,
          checkpoint: str | os.PathLike | None, verbose: bool,
@@ -288,6 +307,7 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
         net = network(settings.model)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
+    _check_fits_in_memory(net, settings.model)
     engine = engines.get(settings.engine, training=True)
     if checkpoint is not None:
         check_writable_folder(Path(checkpoint).parent, "the checkpoint's folder")
@@ -341,7 +361,7 @@ def _epochs(trainer: Trainer, settings: Settings, history: list[EpochStats],
     config = asdict(settings)
     epoch = done = len(history)
     try:
-        with _signals_as_interrupts():
+        with sigterm_as_interrupt():
             for epoch in range(len(history) + 1, settings.num_epochs + 1):
                 start = time.perf_counter()
                 shuffled_from = rng.get_state()
@@ -401,34 +421,10 @@ def _train_epoch(trainer: Trainer, order: np.ndarray, shuffled_from: tuple, epoc
     return float(np.concatenate(chunks).mean())
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an interruption like Ctrl-C's."""
-
-    signal = signal.SIGTERM
-
-
-@contextlib.contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """While training, SIGTERM stops it the way Ctrl-C does (main thread only)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-            signal, "SIGTERM"):
-        yield
-        return
-
-    def terminated(number: int, frame: Any) -> None:
-        raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _interrupted_message(epoch: int, num_epochs: int,
                          checkpoint: str | os.PathLike | None, saved: int,
                          exc: BaseException) -> str:
-    how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+    how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
     text = f"training {how} in epoch {epoch} of {num_epochs}"
     if checkpoint is not None and saved:
         return f"{text}; the checkpoint of epoch {saved} is kept in {Path(checkpoint)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import http.server
 import os
 import threading
@@ -17,6 +18,8 @@ from mnist_cnn.errors import DataError, EngineError
 # Resolved once, before any test changes the environment (see _private_cache).
 REAL_DATA_DIR = default_data_dir()
 LEGACY_DIR = legacy.home()
+USER_DIGITS_DIR = Path(os.environ.get(
+    "MNIST_CNN_USER_DIGITS", Path(__file__).resolve().parents[2] / "shared" / "user_digits"))
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +38,26 @@ def mnist_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return REAL_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def user_digits() -> list[dict[str, str]]:
+    """The development set of real users' digits ($MNIST_CNN_USER_DIGITS, by default
+    ../shared/user_digits beside the project): rows of its labels.csv, each with the
+    image's full ``path``, its ``label`` and ``kind`` (photo, scan, drawn).
+
+    Skipped when it is not there, unless MNIST_REQUIRE_DATA=1 (as in CI).
+    """
+    table = USER_DIGITS_DIR / "labels.csv"
+    if not table.is_file():
+        message = (f"no labels.csv in {USER_DIGITS_DIR}; set MNIST_CNN_USER_DIGITS to the "
+                   "folder of real users' digits")
+        if os.environ.get("MNIST_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{**row, "path": str(USER_DIGITS_DIR / row["path"])} for row in rows]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,15 @@ compression. Variants:
 * ``dark-on-light``: dark ink on light grey paper (a photo or scan of paper);
 * ``thin-pen``: the same, but with the strokes thinned at high resolution to a pen of
   a few pixels (a fine pen on a large image);
-* ``light-on-dark``: chalk-like light strokes on a dark board.
+* ``light-on-dark``: chalk-like light strokes on a dark board;
+
+and the failures seen in real users' photos:
+
+* ``ruled-paper`` / ``squared-paper``: lines across the whole page, in a lighter ink;
+* ``shadow``: a small digit in a large photo, a sharp-edged shadow over part of it;
+* ``faint-part``: one side of the digit pressed harder than the other (down to 30 %);
+* ``small-low-contrast``: a 40-80 px picture, pen and paper close in tone;
+* ``specks``: dust and dots of ink around the digit.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-VARIANTS = ("dark-on-light", "thin-pen", "light-on-dark")
+VARIANTS = ("dark-on-light", "thin-pen", "light-on-dark", "ruled-paper", "squared-paper",
+            "shadow", "faint-part", "small-low-contrast", "specks")
 
 
 def drawn_seven(size: int = 600, pen: int = 3, dark_on_light: bool = True) -> np.ndarray:
@@ -60,18 +69,57 @@ def thin(mask: np.ndarray) -> np.ndarray:
             return img.astype(bool)
 
 
+def _jpeg(image: np.ndarray, rng: np.random.Generator) -> bytes:
+    pixels = np.clip(image * 255, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(rng.integers(60, 92)))
+    return buffer.getvalue()
+
+
+def _digit_ink(digit: np.ndarray, size: int, thin_pen: bool) -> np.ndarray:
+    if thin_pen:
+        skeleton = thin(_resize(digit, (112, 112)) > 0.4).astype(np.float32)
+        return np.clip(_resize(skeleton, (size, size), Image.Resampling.BILINEAR) * 2.5, 0, 1)
+    return np.clip((_resize(digit, (size, size)) - 0.3) * 2.5, 0, 1)
+
+
+def _lines(height: int, width: int, rng: np.random.Generator, squared: bool) -> np.ndarray:
+    """A ruled (or squared) page's lines: 1.0 on the lines, 0 between them."""
+    spacing = int(rng.integers(max(12, min(height, width) // 12),
+                               max(13, min(height, width) // 5)))
+    thickness = int(rng.integers(1, max(2, spacing // 12) + 1))
+    lines = np.zeros((height, width), np.float32)
+    for start in range(int(rng.integers(0, spacing)), height, spacing):
+        lines[start:start + thickness] = 1
+    if squared:
+        for start in range(int(rng.integers(0, spacing)), width, spacing):
+            lines[:, start:start + thickness] = 1
+    return lines
+
+
 def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> bytes:
     """A JPEG file's bytes showing one MNIST digit (28x28 in [0, 1]) as described above."""
-    size = int(28 * rng.uniform(6, 20))
-    if variant == "thin-pen":
-        skeleton = thin(_resize(digit, (112, 112)) > 0.4).astype(np.float32)
-        ink = np.clip(_resize(skeleton, (size, size), Image.Resampling.BILINEAR) * 2.5, 0, 1)
+    if variant == "small-low-contrast":
+        size = int(rng.integers(36, 64))
+        canvas = (int(size * rng.uniform(1.1, 1.4)),) * 2
+    elif variant == "shadow":
+        size = int(28 * rng.uniform(4, 8))
+        canvas = (int(rng.integers(900, 1200)), int(rng.integers(900, 1200)))
     else:
-        ink = np.clip((_resize(digit, (size, size)) - 0.3) * 2.5, 0, 1)
-    height = int(rng.integers(int(size * 1.15), max(int(size * 1.15) + 1, 1000)))
-    width = int(rng.integers(int(size * 1.15), max(int(size * 1.15) + 1, 1000)))
+        size = int(28 * rng.uniform(6, 20))
+        canvas = tuple(int(rng.integers(int(size * 1.15), max(int(size * 1.15) + 1, 1000)))
+                       for _ in range(2))
+    height, width = canvas
+    ink = _digit_ink(digit, size, variant == "thin-pen")
+    if variant == "faint-part":
+        angle = rng.uniform(0, 2 * np.pi)
+        r, c = np.mgrid[0:size, 0:size] / size - 0.5
+        ink = ink * np.clip(0.65 + 0.7 * (np.cos(angle) * c + np.sin(angle) * r), 0.3, 1)
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
+    if variant == "shadow":  # small, but not at the very edge of a large photo
+        top = int(rng.integers(height // 5, height - size - height // 5))
+        left = int(rng.integers(width // 5, width - size - width // 5))
     field = np.zeros((height, width), np.float32)
     field[top:top + size, left:left + size] = ink
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -83,9 +131,66 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
         image = board + gradient + (chalk - board) * field
     else:
         paper, pen = rng.uniform(0.55, 0.9), rng.uniform(0.05, 0.3)
+        if variant == "small-low-contrast":
+            pen = paper - rng.uniform(0.15, 0.3)
         image = paper + gradient - (paper - pen) * field
+        if variant in ("ruled-paper", "squared-paper"):
+            lines = _lines(height, width, rng, variant == "squared-paper")
+            strength = rng.uniform(0.25, 0.5) * (paper - pen)
+            image = np.minimum(image, paper + gradient - strength * lines)
+        if variant == "shadow":  # a straight-edged shadow across a corner or a side
+            a = rng.uniform(0, 2 * np.pi)
+            side = np.cos(a) * (cols / width - 0.5) + np.sin(a) * (rows / height - 0.5)
+            edge = 0.3 + 0.1 * rng.uniform()
+            softness = rng.uniform(0.002, 0.02)
+            shade = 1 / (1 + np.exp(-(side - edge) / softness))
+            image = image * (1 - rng.uniform(0.3, 0.5) * shade)
+        if variant == "specks":
+            for _ in range(int(rng.integers(5, 30))):
+                r, c = int(rng.integers(0, height)), int(rng.integers(0, width))
+                radius = int(rng.integers(1, max(2, size // 40) + 1))
+                image[max(0, r - radius):r + radius, max(0, c - radius):c + radius] = pen
     image = image + rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
-    pixels = np.clip(image * 255, 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(rng.integers(60, 92)))
-    return buffer.getvalue()
+    return _jpeg(image, rng)
+
+
+def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
+                   gap: tuple[float, float] = (-0.05, 0.5),
+                   baseline: float = 0.12, sizes: float = 0.15
+                   ) -> tuple[bytes, list[tuple[int, int, int, int]]]:
+    """A JPEG of a number written with the given digits' ink (each cropped, in [0, 1]),
+    and each digit's box (top, left, bottom, right).
+
+    Each digit is scaled to a common height (times 1 +- ``sizes``), set on a baseline
+    that wanders by up to ``baseline`` heights, after a gap drawn from ``gap`` (in
+    heights; below 0 the digits overlap and may touch), on photo-like paper.
+    """
+    height = int(rng.integers(50, 140))
+    scaled = []
+    for ink in inks:
+        h = max(8, int(height * rng.uniform(1 - sizes, 1 + sizes)))
+        w = max(2, round(ink.shape[1] * h / ink.shape[0]))
+        scaled.append(np.clip(_resize(ink, (w, h), Image.Resampling.BILINEAR), 0, 1))
+    margin = height
+    lefts, x = [], margin
+    for i, digit in enumerate(scaled):
+        if i:
+            x += int(rng.uniform(*gap) * height)
+        lefts.append(x)
+        x += digit.shape[1]
+    field = np.zeros((3 * height, x + margin), np.float32)
+    boxes = []
+    for left, digit in zip(lefts, scaled, strict=True):
+        bottom = 2 * height + int(rng.uniform(-baseline, baseline) * height)
+        top = bottom - digit.shape[0]
+        boxes.append((top, left, bottom, left + digit.shape[1]))
+        field[top:bottom, left:left + digit.shape[1]] = np.maximum(
+            field[top:bottom, left:left + digit.shape[1]], digit)
+    h, w = field.shape
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * cols / w + np.sin(angle) * rows / h
+    paper, pen = rng.uniform(0.6, 0.9), rng.uniform(0.05, 0.3)
+    image = paper + rng.uniform(0.05, 0.2) * (ramp - ramp.mean()) - (paper - pen) * field
+    image = image + rng.normal(0, rng.uniform(0.01, 0.03), image.shape)
+    return _jpeg(image, rng), boxes

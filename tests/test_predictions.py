@@ -123,3 +123,18 @@ def test_predict_cli_with_the_tutorials_weights_file(tmp_path):
 def test_predict_cli_with_no_matching_file_is_an_error(tmp_path):
     proc = cli(str(tmp_path / "nothing-*.png"))
     assert proc.returncode == 1 and "no file matches" in proc.stderr
+
+
+@pytest.mark.slow
+def test_real_users_digits_are_read_at_least_99_percent_right(user_digits):
+    predictions = predict([row["path"] for row in user_digits], errors="return")
+    right: dict[str, list[bool]] = {}
+    for row, p in zip(user_digits, predictions, strict=True):
+        ok = isinstance(p, Prediction) and p.digit == int(row["label"])
+        right.setdefault(row["kind"], []).append(ok)
+        if not ok:
+            print("wrong:", row["path"], row["label"], getattr(p, "digit", p))
+    for kind, marks in sorted(right.items()):
+        print(f"{kind}: {sum(marks)}/{len(marks)}")
+    every = [m for marks in right.values() for m in marks]
+    assert np.mean(every) >= 0.99

@@ -1,0 +1,197 @@
+"""mnist_cnn.ink: each step finds a digit's ink against the paper, and only its ink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_cnn.errors import ImageError
+from mnist_cnn.ink import (
+    digit_ink,
+    faint_parts,
+    find_ink,
+    find_lines,
+    ink_bright,
+    ink_levels,
+    ink_mask,
+    ink_pieces,
+    map_ink,
+    noise_level,
+    remove_background,
+    select_digit,
+    smooth_noise,
+)
+
+
+def page(size: tuple[int, int] = (300, 400), paper: float = 0.85) -> tuple[Image.Image, Any]:
+    image = Image.new("F", (size[1], size[0]), paper)
+    return image, ImageDraw.Draw(image)
+
+
+def array(image: Image.Image) -> np.ndarray:
+    return np.array(image, np.float32)
+
+
+def five(draw: ImageDraw.ImageDraw, body: float, bar: float, x: int = 150, y: int = 80,
+         pen: int = 8) -> None:
+    """A 5 whose bar is written apart from its body, each with its own darkness."""
+    draw.line([(x, y), (x + 90, y)], fill=bar, width=pen)
+    draw.line([(x, y + 10), (x, y + 70)], fill=body, width=pen)
+    draw.arc([(x - 10, y + 55), (x + 90, y + 150)], 200, 160, fill=body, width=pen)
+
+
+def test_dark_ink_on_paper_is_inverted_and_light_ink_on_a_board_is_not():
+    image, draw = page()
+    draw.line([(200, 50), (200, 250)], fill=0.1, width=8)
+    grey = array(image)
+    assert ink_bright(grey)[150, 200] > ink_bright(grey)[150, 50]
+    board = 1 - grey
+    assert ink_bright(board)[150, 200] > ink_bright(board)[150, 50]
+
+
+def test_polarity_survives_a_dark_shadow_over_a_third_of_the_page():
+    image, draw = page()
+    draw.line([(250, 60), (250, 240)], fill=0.1, width=8)
+    grey = array(image)
+    grey[:, :130] *= 0.55  # a sharp-edged shadow, darker than half the page
+    assert ink_bright(grey)[150, 250] > 0.8
+
+
+def test_background_removal_flattens_a_lighting_gradient_and_a_shadows_plateau():
+    image, draw = page()
+    draw.line([(200, 60), (200, 240)], fill=0.15, width=8)
+    grey = array(image) * np.linspace(0.6, 1.0, 400)[None, :]  # darker to the left
+    grey[200:, :] *= 0.6  # a shadow over the bottom third
+    ink = remove_background(1 - grey)
+    paper = np.ones_like(ink, bool)
+    paper[:, 180:220] = False
+    assert np.abs(ink[paper]).max() < 0.1  # the paper is flat, in and out of the shadow
+    assert ink[150, 200] > 0.5
+
+
+def test_noise_is_measured_on_the_paper_and_smoothed_away():
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(0, 0.05, (200, 200)).astype(np.float32)
+    noisy[98:102, 20:180] += 0.6  # a stroke does not move the robust estimate
+    assert noise_level(noisy) == pytest.approx(0.05, rel=0.1)
+    assert noise_level(smooth_noise(noisy)) < 0.02
+
+
+def test_thresholds_stand_above_the_noise_and_below_the_strokes():
+    rng = np.random.default_rng(1)
+    ink = rng.normal(0, 0.03, (200, 200)).astype(np.float32)
+    ink[50:150, 95:105] = 0.8
+    low, high = ink_levels(ink)
+    assert 3 * 0.03 * 0.9 <= low < high < 0.8
+
+
+def test_a_faint_stroke_touching_a_strong_one_is_kept_and_noise_is_not():
+    rng = np.random.default_rng(2)
+    ink = rng.normal(0, 0.02, (200, 200)).astype(np.float32)
+    ink[40:160, 95:103] = 0.9  # strong
+    ink[40:48, 103:170] = 0.25  # faint, attached: a 7's bar pressed lightly
+    low, high = ink_levels(smooth_noise(ink))
+    mask = ink_mask(smooth_noise(ink), low, high)
+    assert mask[44, 160] and mask[100, 99]
+    assert mask.mean() < 0.06
+
+
+def test_a_separate_faint_bar_with_some_strong_pixels_is_kept_whole():
+    image, draw = page()
+    five(draw, body=0.1, bar=0.65)  # the bar much lighter than the body...
+    draw.line([(150, 80), (165, 80)], fill=0.1, width=8)  # ...but pressed at its start
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    low, high = ink_levels(ink)
+    assert ink_mask(ink, low, high)[80, 220]  # the bar's light end
+
+
+def test_ruled_lines_are_found_and_a_digit_crossing_them_is_not():
+    image, draw = page((400, 400))
+    for y in range(20, 400, 50):
+        draw.line([(0, y), (399, y + 4)], fill=0.6, width=2)  # tilted a little
+    draw.line([(200, 60), (200, 300)], fill=0.1, width=10)  # a 1 across five lines
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    low, _ = ink_levels(ink)
+    lines = find_lines(ink > low)
+    assert lines[20:30, 20:60].any() and lines[370:380, 340:380].any()
+    assert not lines[60:300, 195:205].any()  # the 1, even where it crosses a line
+
+
+def test_squared_paper_lines_are_found_both_ways():
+    image, draw = page((400, 400))
+    for v in range(10, 400, 40):
+        draw.line([(0, v), (399, v)], fill=0.6, width=2)
+        draw.line([(v, 0), (v, 399)], fill=0.6, width=2)
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    lines = find_lines(ink > ink_levels(ink)[0])
+    assert lines[10, 200] and lines[200, 10]
+
+
+def test_a_single_long_stroke_inside_the_picture_is_not_a_line():
+    image, draw = page((200, 200))
+    draw.line([(100, 2), (100, 197)], fill=0.1, width=12)  # a 1 in a tight crop
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    assert not find_lines(ink > ink_levels(ink)[0]).any()
+
+
+def test_a_page_edge_along_the_pictures_border_is_a_line():
+    image, draw = page((300, 300))
+    draw.rectangle([(0, 0), (299, 5)], fill=0.2)  # the table beyond the page's top edge
+    draw.line([(150, 60), (150, 240)], fill=0.1, width=10)
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    lines = find_lines(ink > ink_levels(ink)[0])
+    assert lines[2, 100] and not lines[150, 150]
+
+
+def test_specks_are_not_pieces_and_a_shadow_from_the_edge_is_dropped():
+    mask = np.zeros((400, 400), bool)
+    ink = np.zeros((400, 400), np.float32)
+    mask[150:250, 195:205] = True  # the digit, a 1
+    mask[10, 10] = True  # a speck
+    mask[300:400, 0:120] = True  # a plateau coming in from the corner
+    ink[mask] = 1.0
+    labels, pieces = ink_pieces(mask, ink)
+    assert len(pieces) == 1
+    assert (labels == pieces[0].label)[200, 200]
+
+
+def test_the_digit_keeps_its_parts_and_the_central_one_wins_over_an_edge_blob():
+    image, draw = page()
+    five(draw, body=0.1, bar=0.1)
+    draw.ellipse([(360, 10), (400, 60)], fill=0.1)  # a blot at the edge, as inky
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    low, high = ink_levels(ink)
+    digit = select_digit(ink_mask(ink, low, high), ink)
+    assert digit[80, 200] and digit[120, 150]  # the bar and the body
+    assert not digit[30, 390]
+
+
+def test_digit_ink_reaches_1_on_the_strokes_and_0_away_from_them():
+    image, draw = page()
+    draw.line([(200, 60), (200, 240)], fill=0.4, width=8)  # a grey pen
+    found = map_ink(array(image), "test")
+    ink = digit_ink(found, found.mask)
+    assert ink[150, 200] == pytest.approx(1.0, abs=0.05)
+    assert ink[150, 100] == 0 and ink.max() <= 1
+
+
+def test_a_5s_bar_written_apart_and_much_lighter_is_kept_at_full_strength():
+    image, draw = page()
+    five(draw, body=0.05, bar=0.6)  # a third of the body's contrast
+    found = map_ink(array(image), "test")
+    digit = select_digit(found.mask, found.seen)
+    assert not digit[80, 200]  # too light for the page's thresholds...
+    assert faint_parts(found, digit)[80, 200]  # ...but near the digit, lighter
+    ink = find_ink(array(image), "test")
+    assert ink[80, 200] > 0.9 and ink[120, 150] > 0.9
+
+
+def test_a_blank_or_uniform_page_has_no_ink():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ImageError, match="blank: no ink found"):
+        map_ink(np.clip(rng.normal(0.8, 0.03, (300, 300)), 0, 1).astype(np.float32), "blank")
+    with pytest.raises(ImageError, match="no ink found"):
+        find_ink(np.full((50, 50), 0.5, np.float32), "flat")

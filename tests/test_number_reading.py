@@ -1,0 +1,89 @@
+"""mnist_cnn.read_number and `mnist-cnn predict --number`: whole numbers, digit by digit."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from photolike import compose_number
+from PIL import Image
+from test_segmentation import written
+
+from mnist_cnn import NumberReading, read_number
+from mnist_cnn.errors import ImageError
+from mnist_cnn.images import load_grey
+from mnist_cnn.ink import find_ink
+from mnist_cnn.mnist_format import crop_to_ink
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_printed_year_is_read_digit_by_digit_with_boxes_left_to_right():
+    reading = read_number(written(["2024"]))
+    assert isinstance(reading, NumberReading)
+    assert reading.text == "2024" and len(reading.digits) == 4
+    lefts = [d.box[1] for d in reading.digits]
+    assert lefts == sorted(lefts)
+    assert 0 < reading.probability <= min(d.probability for d in reading.digits)
+    assert all(d.image.shape == (28, 28) for d in reading.digits)
+
+
+def test_rows_are_read_top_to_bottom_and_joined_by_a_space():
+    assert read_number(written(["86", "305"])).text == "86 305"
+
+
+def test_a_blank_page_is_an_image_error():
+    with pytest.raises(ImageError, match="no ink found"):
+        read_number(np.full((200, 300), 0.8, np.float32))
+
+
+@pytest.fixture(scope="module")
+def dev_inks(user_digits) -> list[tuple[np.ndarray, str]]:
+    """Each real user's digit as its cropped ink, with its label."""
+    return [(crop_to_ink(find_ink(load_grey(row["path"]), row["path"])), row["label"])
+            for row in user_digits]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gap, at_least", [
+    ((0.15, 0.6), 0.9),  # written apart
+    ((0.0, 0.15), 0.7),  # close
+    ((-0.08, 0.0), 0.45),  # overlapping and touching
+], ids=["apart", "close", "touching"])
+def test_numbers_composed_of_real_users_digits_are_read_exactly(dev_inks, gap, at_least):
+    rng = np.random.default_rng(int(gap[0] * 100) + 10)
+    right = 0
+    for _ in range(40):
+        picks = rng.choice(len(dev_inks), int(rng.integers(2, 6)))
+        data, _ = compose_number([dev_inks[i][0] for i in picks], rng, gap=gap)
+        truth = "".join(dev_inks[i][1] for i in picks)
+        got = read_number(Image.open(io.BytesIO(data))).text
+        right += got == truth
+    print(f"gap {gap}: {right}/40 read exactly")
+    assert right / 40 >= at_least
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_cnn", "predict", "--number", *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_predict_number_cli_prints_the_number_and_each_digits_probability(tmp_path):
+    Image.fromarray((written(["2024"]) * 255).astype(np.uint8)).save(tmp_path / "year.png")
+    (tmp_path / "bad.png").write_text("not a picture")
+    proc = cli(str(tmp_path / "year.png"), str(tmp_path / "bad.png"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout.startswith(f"{tmp_path / 'year.png'}: 2024  (2 ")
+    assert proc.stdout.count("%") == 4 and "not an image" in proc.stderr
+    proc = cli(str(tmp_path / "year.png"), "--json", "--save-preprocessed", str(tmp_path / "seen"))
+    (record,) = json.loads(proc.stdout)
+    assert record["number"] == "2024" and len(record["rows"]) == 1
+    assert [d["digit"] for d in record["rows"][0]] == [2, 0, 2, 4]
+    assert all(len(d["box"]) == 4 and len(d["top"]) == 3 for d in record["rows"][0])
+    assert sorted(Path(p).name for p in record["preprocessed"]) == [
+        f"year-{i}.png" for i in range(1, 5)]

@@ -1,0 +1,85 @@
+"""mnist_cnn.segmentation: a number's ink cut into characters, in rows, and parted."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mnist_cnn.segmentation import (
+    PART,
+    cut_candidates,
+    find_characters,
+    piece_splits,
+    read_page,
+    split,
+)
+
+
+def written(lines: list[str], size: int = 80) -> np.ndarray:
+    """Dark text on light paper, one string per row (Pillow's own scalable font)."""
+    font = ImageFont.load_default(size=size)
+    image = Image.new("L", (120 + size * max(map(len, lines)), 60 + 2 * size * len(lines)), 225)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((40, 30 + 2 * size * i), line, fill=30, font=font)
+    return np.asarray(image, np.float32) / 255
+
+
+def boxes(row) -> list[tuple[int, int, int, int]]:
+    return [c.bbox for c in row]
+
+
+def test_digits_in_rows_read_top_to_bottom_and_left_to_right():
+    page = read_page(written(["12", "345"]), "rows")
+    assert [len(row) for row in page.rows] == [2, 3]
+    for row in page.rows:
+        lefts = [c.bbox[1] for c in row]
+        assert lefts == sorted(lefts)
+    assert page.rows[0][0].bbox[2] <= page.rows[1][0].bbox[0]
+    assert 55 <= page.row_height(1) <= 85
+
+
+def test_pieces_over_each_other_are_one_character_and_dust_is_left_out():
+    mask = np.zeros((200, 400), bool)
+    mask[40:50, 60:120] = True  # a 5's bar, written apart...
+    mask[56:140, 60:70] = True  # ...above its body
+    mask[130:140, 60:120] = True
+    mask[60:140, 200:210] = True  # a 1
+    mask[100:104, 300:304] = True  # a dot of dust, far from both
+    _, pieces, rows = find_characters(mask, mask.astype(np.float32))
+    assert len(pieces) == 3 and len(rows) == 1  # the dust is not even a piece
+    five, one = rows[0]
+    assert len(five.labels) == 2 and five.bbox == (40, 60, 140, 120)
+    assert one.bbox == (60, 200, 140, 210)
+
+
+def test_touching_digits_are_cut_at_the_thinnest_column():
+    mask = np.zeros((160, 240), bool)
+    mask[30:130, 40:60] = mask[30:130, 70:90] = mask[30:40, 40:90] = True  # a bold 0...
+    mask[30:130, 150:170] = mask[30:130, 180:200] = mask[30:40, 150:200] = True  # and 0
+    mask[120:124, 90:150] = True  # joined by a thin stroke, columns 90 to 149
+    page = read_page(1 - 0.8 * mask.astype(np.float32), "touching")
+    (character,) = page.rows[0]
+    columns = cut_candidates(page, character, row_height=character.height)
+    assert columns and 92 <= columns[0] <= 148
+    left, right = split(page, character, columns[0])
+    assert left.bbox[3] == right.bbox[1] == columns[0]
+    assert min(left.height, right.height) >= PART * character.height
+
+
+def test_a_narrow_character_has_no_cut_and_one_piece_no_parting():
+    page = read_page(written(["1"]), "one")
+    (character,) = page.rows[0]
+    assert cut_candidates(page, character, row_height=character.height) == []
+    assert piece_splits(page, character) == []
+
+
+def test_pieces_written_close_can_be_parted_between_them():
+    mask = np.zeros((150, 200), bool)
+    mask[40:120, 40:50] = True  # a 1, under...
+    mask[20:28, 30:140] = mask[28:120, 130:140] = True  # ...the bar of a 7 beside it
+    page = read_page(1 - 0.8 * mask.astype(np.float32), "close")
+    (character,) = [c for row in page.rows for c in row]  # stacked: one character
+    ((one, seven),) = piece_splits(page, character)
+    assert np.allclose(one.bbox, (40, 40, 120, 50), atol=1)  # the ink's edge: +-1 px
+    assert np.allclose(seven.bbox, (20, 30, 120, 140), atol=1)
