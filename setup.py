@@ -18,7 +18,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mnist_cnn", "mnist_cnn.*"]),
-    package_data={"mnist_cnn": ["bundled/*.npz", "bundled/*.json"]},
+    package_data={"mnist_cnn": ["bundled/*.npz", "bundled/*.json", "page/*.html"]},
     install_requires=[
         "numpy>=1.24",
         "torch>=2.1",
@@ -31,13 +31,21 @@ setup(
         "scikit-image>=0.22",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5", "hypothesis>=6.100", "nbclient>=0.7", "nbformat>=5.7",
-                 "ipykernel>=6.0"],
-        "theano": ["pytensor>=3.0,<4"],
+        "test": ["pytest>=7", "ruff>=0.5", "hypothesis>=6.100", "build>=1.0", "nbclient>=0.7",
+                 "nbformat>=5.7", "ipykernel>=6.0", "ipywidgets>=8", "selenium>=4.20"],
+        # Jupyter's kernel, and ipywidgets for progress bars drawn as widgets.
+        "notebook": ["ipykernel>=6.0", "ipywidgets>=8"],
+        # PyTensor 3 (the theano engine) needs Python 3.11 or newer.
+        "theano": ["pytensor>=3.0,<4; python_version >= \"3.11\""],
     },
     entry_points={"console_scripts": ["mnist-cnn=mnist_cnn.cli:main"]},
     classifiers=[
+        "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )

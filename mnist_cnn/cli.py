@@ -222,6 +222,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser(
+        "draw", help="a local web page: draw a digit and see what the network reads",
+        description="Start a local web server with a page where you draw a digit (mouse, pen "
+                    "or finger) or drop an image, and see the network's answer with its ten "
+                    "probabilities, the 28x28 image it saw and its 32 C1 feature maps. "
+                    "Stop with Ctrl-C.")
+    p.add_argument("--weights", metavar="FILE", type=_path,
+                   help="a cnn's model.npz (default: the model bundled with the package)")
+    p.add_argument("--host", default=defaults.DRAW_HOST, metavar="ADDRESS",
+                   help=f"address to listen on (default: {defaults.DRAW_HOST}, this machine "
+                        "only; another address lets other machines in, with a warning)")
+    p.add_argument("--port", type=_whole(0, 65535), default=defaults.DRAW_PORT, metavar="N",
+                   help="port to listen on (default: 0, a free one)")
+    p.add_argument("--no-browser", action="store_true",
+                   help="do not open the page in the default browser")
+
+    p = sub.add_parser(
         "legacy", help="set up the real Theano 0.8.2 and Lasagne 0.1 (engine lasagne)",
         description="The lasagne engine runs the tutorial's program on the real Theano "
                     "0.8.2 and Lasagne 0.1, which need a Python 3.6 to 3.9 and numpy 1.x. "
@@ -471,6 +487,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_draw(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from .drawing_page import make_server
+
+    server = make_server(args.weights, host=args.host, port=args.port)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"{PROG}: warning: listening on {args.host}: other machines can reach this "
+              "page; use the default 127.0.0.1 to keep it to this one", file=sys.stderr)
+    print(f"Drawing page at {server.url}  (Ctrl-C to stop)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.", flush=True)
+    finally:
+        server.server_close()
+    return 0
+
+
 def _cmd_legacy(args: argparse.Namespace) -> int:
     from .legacy import setup
 
@@ -490,7 +527,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
              "visualize": _cmd_visualize, "predict": _cmd_predict, "legacy": _cmd_legacy,
-             "bench": _cmd_bench}
+             "bench": _cmd_bench, "draw": _cmd_draw}
 
 
 #: The exit code of a bug of ours (BSD's EX_SOFTWARE).

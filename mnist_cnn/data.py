@@ -15,7 +15,6 @@ import os
 import shutil
 import stat
 import struct
-import sys
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 from . import defaults
 from .errors import DataError, DownloadError, MNISTFormatError
 from .files import FileFormatError, atomic_write, open_regular
+from .progress import show_progress
 
 __all__ = [
     "FILES",
@@ -257,7 +257,7 @@ def download_mnist(
     timeout : float
         Seconds to wait for a server to connect or to send more data.
     progress : bool, optional
-        Show a progress bar per file; default: when standard error is a terminal.
+        Show a progress bar per file; default: when standard error is a terminal, or in Jupyter.
 
     Returns
     -------
@@ -277,8 +277,7 @@ def download_mnist(
     """
     folder = _resolve_data_dir(data_dir)
     found, problems = _scan(folder)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = show_progress(progress)
     for spec in FILES:
         if spec.name in problems:
             found[spec.name] = _download_one(spec, folder, mirrors, timeout, progress,
@@ -554,7 +553,7 @@ def load_dataset(
         Where the parsed arrays are cached; default :func:`default_cache_dir`. A cache
         whose files do not match the SHA-256 recorded when it was written is rebuilt.
     progress : bool, optional
-        Download progress bars; default: when standard error is a terminal.
+        Download progress bars; default: when standard error is a terminal, or in Jupyter.
 
     Returns
     -------

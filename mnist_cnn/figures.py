@@ -223,7 +223,8 @@ def plot_history(history: Sequence[Any]) -> Figure:
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)  # one epoch: a point, not a line
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return fig
 
 

@@ -71,12 +71,16 @@ def ink_bright(grey: np.ndarray) -> np.ndarray:
     (:func:`estimate_background`), the ink is the larger of the two extremes: darker
     than the paper by more than anything is lighter than it, or the reverse. A shadow,
     darker than the paper like a pen's ink, is wide and still further from the
-    extremes than the ink.
+    extremes than the ink. Ink never covers most of the picture: a choice that would
+    make over half of it ink (a bold digit filling a small picture, which confuses the
+    fit) is reversed.
     """
     from scipy import ndimage
 
     residual = ndimage.uniform_filter(grey - estimate_background(grey, bright_ink=False), 3)
-    return 1.0 - grey if -residual.min() > residual.max() else grey
+    bright = 1.0 - grey if -residual.min() > residual.max() else grey
+    middle = (float(bright.min()) + float(bright.max())) / 2
+    return 1.0 - bright if (bright > middle).mean() > 0.5 else bright
 
 
 def remove_background(bright: np.ndarray) -> np.ndarray:

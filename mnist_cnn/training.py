@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from .engines import Trainer, TrainerState
 from .errors import TrainingError, TrainingInterrupted
 from .files import check_writable_folder, remove_stale_temporaries
 from .interrupts import Terminated, sigterm_as_interrupt
+from .progress import progress_bar, show_progress
 from .results import EpochStats, TrainResult
 from .spec import Network, initialise, network
 
@@ -161,7 +161,7 @@ def train(
     verbose : bool
         Print the tutorial's report: what it is doing, each epoch, the test results.
     progress : bool, optional
-        A progress bar inside each epoch; default: when standard error is a terminal.
+        A progress bar inside each epoch; default: when standard error is a terminal, or in Jupyter.
     engine : {"pytorch", "theano", "lasagne"}
         PyTorch (default); the tutorial's symbolic program on PyTensor (CPU only; needs
         ``pip install 'mnist-cnn[theano]'``); or the tutorial's own program on the real
@@ -312,8 +312,7 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
     if checkpoint is not None:
         check_writable_folder(Path(checkpoint).parent, "the checkpoint's folder")
         remove_stale_temporaries(Path(checkpoint).parent)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = show_progress(progress)
     if data is None:
         _say(verbose, "Loading data...")
         data = load_dataset(data_dir, progress=progress)
@@ -400,12 +399,10 @@ def _print_epoch(stats: EpochStats, num_epochs: int) -> None:
 def _train_epoch(trainer: Trainer, order: np.ndarray, shuffled_from: tuple, epoch: int,
                  num_epochs: int, progress: bool) -> float:
     """One epoch of updates; returns the mean of the batch losses."""
-    from tqdm.auto import tqdm
-
     chunks: list[np.ndarray] = []
     done = 0
-    with tqdm(total=len(order), desc=f"epoch {epoch}/{num_epochs}", unit="batch",
-              leave=False, disable=not progress, file=sys.stderr) as bar, \
+    with progress_bar(total=len(order), desc=f"epoch {epoch}/{num_epochs}", unit="batch",
+                      leave=False, disable=not progress) as bar, \
             contextlib.closing(trainer.train_epoch(order, shuffled_from)) as losses:
         for chunk in losses:
             bad = np.flatnonzero(~np.isfinite(chunk))

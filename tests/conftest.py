@@ -80,6 +80,21 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
+def theano_engine():
+    """The theano engine's module (on PyTensor, Python 3.11 or newer); PyTensor missing
+    is a skip, or a failure with MNIST_CNN_REQUIRE_THEANO=1 (as in CI)."""
+    try:
+        import pytensor
+    except ImportError:
+        if os.environ.get("MNIST_CNN_REQUIRE_THEANO") == "1":
+            pytest.fail("PyTensor is not installed: pip install '.[theano]'")
+        pytest.skip("PyTensor is not installed (pip install '.[theano]'; Python >= 3.11)")
+    from mnist_cnn.engines import pytensor
+
+    return pytensor
+
+
+@pytest.fixture(scope="session")
 def real_lasagne() -> None:
     """The real Theano 0.8.2 and Lasagne 0.1 are set up (`mnist-cnn legacy setup`).
 

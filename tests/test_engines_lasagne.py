@@ -22,7 +22,6 @@ from mnist_cnn import load_weights, mrg, predict_proba, train
 from mnist_cnn.data import minibatch_indices
 from mnist_cnn.defaults import RECIPES
 from mnist_cnn.engines.lasagne import LasagneProgram
-from mnist_cnn.engines.pytensor import TheanoProgram
 from mnist_cnn.engines.torch import LasagneNet, NesterovMomentum
 from mnist_cnn.predictions import bundled_weights_path
 from mnist_cnn.spec import Weights, init_weights, initialise
@@ -127,7 +126,7 @@ def test_a_model_trained_by_either_gives_the_same_probabilities_in_both(mnist, p
 
 @pytest.mark.mnist
 @pytest.mark.parametrize("model", MODELS)
-def test_five_steps_without_dropout_give_the_real_weights(mnist, model):
+def test_five_steps_without_dropout_give_the_real_weights(mnist, theano_engine, model):
     steps, batch = 5, 50
     X = np.ascontiguousarray(mnist[0][:steps * batch])
     y = mnist[1][:steps * batch]
@@ -149,7 +148,7 @@ def test_five_steps_without_dropout_give_the_real_weights(mnist, model):
     net = LasagneNet(model, start).eval()  # eval: the same network without dropout
     params = list(net.params)
     updates = NesterovMomentum(params, 0.01, 0.9)
-    program = TheanoProgram(start, dropout=False)
+    program = theano_engine.TheanoProgram(start, dropout=False)
     for index in order:
         loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(X[index])),
                                                  torch.from_numpy(y[index]).long())

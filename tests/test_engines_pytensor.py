@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,17 +20,8 @@ MODELS = ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"]
 
 
 @pytest.fixture(scope="module")
-def te():
-    """The engine module; PyTensor missing is a skip, or a failure in CI."""
-    try:
-        import pytensor
-    except ImportError:
-        if os.environ.get("MNIST_CNN_REQUIRE_THEANO") == "1":
-            pytest.fail("PyTensor is not installed: pip install '.[theano]'")
-        pytest.skip("PyTensor is not installed (pip install '.[theano]')")
-    from mnist_cnn.engines import pytensor
-
-    return pytensor
+def te(theano_engine):
+    return theano_engine
 
 
 def perturbed(model: str, seed: int = 1, gain: float = 1.0) -> list[np.ndarray]:

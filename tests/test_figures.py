@@ -168,3 +168,20 @@ def test_confusion_and_misclassified_figures_use_given_probabilities(mnist):
     assert f"{errors} errors" in fig.axes[0].get_title()
     fig = plot_misclassified(init_weights("cnn"), X, y, proba=always_zero)
     assert fig.get_suptitle().startswith(f"Misclassified: {errors} of 200")
+
+
+@pytest.mark.mnist
+def test_the_default_feature_map_digit_is_a_telling_one_not_a_plain_1(mnist_dir):
+    fig = plot_feature_maps(trained_like_weights(), data_dir=mnist_dir)
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "training image 0" in titles and "(label 5)" in titles
+
+
+def test_a_one_epoch_history_has_whole_epoch_ticks_and_a_visible_point():
+    fig = plot_history([{"epoch": 1, "train_loss": 0.3, "val_loss": 0.2,
+                         "val_accuracy": 0.95, "seconds": 9.0}])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0]
+        assert all(line.get_marker() == "o" for line in ax.get_lines())

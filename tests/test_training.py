@@ -138,7 +138,7 @@ def test_bad_thread_counts_are_refused():
         train("cnn", 1, 5, data=data, verbose=False, threads=0)
 
 
-def test_the_fast_recipe_runs_on_pytorch_only():
+def test_the_fast_recipe_runs_on_pytorch_only(theano_engine):
     from mnist_cnn import EngineError
 
     data = (np.zeros((10, 1, 28, 28), np.float32), np.zeros(10, np.uint8)) * 3
