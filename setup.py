@@ -31,8 +31,9 @@ setup(
         "scikit-image>=0.22",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5", "hypothesis>=6.100", "build>=1.0", "nbclient>=0.7",
-                 "nbformat>=5.7", "ipykernel>=6.0", "ipywidgets>=8", "selenium>=4.20"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.5", "hypothesis>=6.100",
+                 "build>=1.0", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6.0",
+                 "ipywidgets>=8", "selenium>=4.20"],
         # Jupyter's kernel, and ipywidgets for progress bars drawn as widgets.
         "notebook": ["ipykernel>=6.0", "ipywidgets>=8"],
         # PyTensor 3 (the theano engine) needs Python 3.11 or newer.

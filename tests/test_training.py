@@ -17,8 +17,9 @@ def small_data(mnist, n_train=2000, n_val=500):
 
 @pytest.mark.mnist
 def test_same_seed_gives_identical_weights_on_cpu(mnist):
+    # The same thread count (with "auto", another test beside this one may change it).
     runs = [train("cnn", 1, 100, seed=s, device="cpu", data=small_data(mnist),
-                  verbose=False) for s in (1, 1, 2)]
+                  verbose=False, threads=1) for s in (1, 1, 2)]
     assert all((a == b).all() for a, b in zip(runs[0].weights, runs[1].weights, strict=True))
     assert not (runs[0].weights[0] == runs[2].weights[0]).all()
 
@@ -26,11 +27,11 @@ def test_same_seed_gives_identical_weights_on_cpu(mnist):
 @pytest.mark.mnist
 def test_resume_equals_an_uninterrupted_run(mnist, tmp_path):
     data = small_data(mnist)
-    full = train("cnn", 3, 100, seed=4, device="cpu", data=data, verbose=False)
+    full = train("cnn", 3, 100, seed=4, device="cpu", data=data, verbose=False, threads=1)
     ckpt = tmp_path / "checkpoint.npz"
-    train("cnn", 1, 100, seed=4, device="cpu", data=data, checkpoint=ckpt, verbose=False)
+    train("cnn", 1, 100, seed=4, device="cpu", data=data, checkpoint=ckpt, verbose=False, threads=1)
     resumed = train("cnn", 3, 100, seed=4, device="cpu", data=data, checkpoint=ckpt,
-                    resume=True, verbose=False)
+                    resume=True, verbose=False, threads=1)
     assert all((a == b).all() for a, b in zip(full.weights, resumed.weights, strict=True))
     assert [h.epoch for h in resumed.history] == [1, 2, 3]
     assert resumed.history[0] == full.history[0].__class__(
@@ -97,17 +98,17 @@ def test_resume_takes_the_checkpoints_settings_and_refuses_others(mnist, tmp_pat
     ckpt = tmp_path / "c.npz"
     data = small_data(mnist)
     first = train("custom_mlp:1,20,0.2,0.5", 2, 200, seed=7, data=data, checkpoint=ckpt,
-                  verbose=False)
+                  verbose=False, threads=1)
     train("custom_mlp:1,20,0.2,0.5", 1, 200, seed=7, data=data, checkpoint=ckpt,
-          verbose=False)
-    again = resume(ckpt, num_epochs=2, data=data, verbose=False)
+          verbose=False, threads=1)
+    again = resume(ckpt, num_epochs=2, data=data, verbose=False, threads=1)
     assert again.config == first.config
     for a, b in zip(again.weights, first.weights, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(TrainingError, match="seed=7 there, 8 here"):
-        resume(ckpt, data=data, seed=8, verbose=False)
+        resume(ckpt, data=data, seed=8, verbose=False, threads=1)
     with pytest.raises(TrainingError, match="already holds 2 epochs"):
-        resume(ckpt, num_epochs=1, data=data, verbose=False)
+        resume(ckpt, num_epochs=1, data=data, verbose=False, threads=1)
 
 
 @pytest.mark.mnist
