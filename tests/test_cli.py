@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from subprocesses import default_sigint
 
 from mnist_cnn.checkpoint import load_checkpoint
 from mnist_cnn.spec import init_weights
@@ -89,19 +90,13 @@ def test_train_resume_and_evaluate_write_and_report_a_run(mnist_dir, tmp_path):
     assert sum(int(row[2]) for row in table) == 10000
 
 
-def _default_sigint() -> None:
-    """As in a terminal: a shell without job control starts background jobs with SIGINT
-    ignored, and Python then installs no KeyboardInterrupt handler."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.mnist
 def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(mnist_dir, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_cnn", "train", "--model", SMALL_MLP, "--epochs", "100",
          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=ROOT, preexec_fn=_default_sigint)
+        cwd=ROOT, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from photolike import drawn_seven
 from PIL import Image
+from subprocesses import default_sigint
 
 from mnist_cnn.drawing_page import MAX_UPLOAD, make_server, serve_in_thread
 
@@ -100,7 +101,8 @@ def test_no_request_path_reaches_the_file_system(server):
 def test_200_requests_from_4_clients_all_succeed_with_flat_memory():
     body = png(drawn_seven())
     proc = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "draw", "--no-browser"],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     port = int(proc.stdout.readline().split(":")[2].split("/")[0])
 
     class Address:  # what post() needs of a server
@@ -141,7 +143,8 @@ def test_200_requests_from_4_clients_all_succeed_with_flat_memory():
 
 def test_draw_command_prints_its_address_serves_and_stops_on_ctrl_c():
     proc = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "draw", "--no-browser"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         line = proc.stdout.readline()
         assert line.startswith("Drawing page at http://127.0.0.1:"), line
@@ -158,7 +161,8 @@ def test_draw_command_prints_its_address_serves_and_stops_on_ctrl_c():
 def test_another_host_than_this_machine_gives_a_warning():
     proc = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "draw", "--no-browser",
                              "--host", "0.0.0.0"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         assert proc.stdout.readline().startswith("Drawing page at http://0.0.0.0:")
     finally:
