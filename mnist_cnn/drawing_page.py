@@ -29,7 +29,7 @@ import numpy as np
 from .errors import ImageError, MnistCnnError
 from .weights import WeightsLike, as_weights
 
-__all__ = ["MAX_UPLOAD", "DrawingServer", "make_server", "read_drawing"]
+__all__ = ["MAX_UPLOAD", "DrawingServer", "make_server", "read_drawing", "serve_in_thread"]
 
 #: Uploads over this many bytes are refused (413).
 MAX_UPLOAD = 5 << 20

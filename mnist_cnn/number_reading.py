@@ -4,7 +4,8 @@ The page is cut into characters (:mod:`mnist_cnn.segmentation`); each is classif
 like a single digit. A character of several pieces, or wide enough to be touching
 digits, is also tried parted between its pieces and at the columns where its ink is
 thinnest; each part is read the same way, and the reading the network is surest of
-(the product of its digits' probabilities) wins.
+wins: the product of its digits' probabilities, a parting weighed by how likely a
+character that wide is to be several digits (a slashed 0 is one).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class NumberReading:
 def _read(page: Page, character: Character, height: float, classify,
           depth: int = 0) -> tuple[float, list[tuple[Character, np.ndarray, np.ndarray]]]:
     """A character's best reading: its score (the product of its digits'
-    probabilities) and its digits, ``(part, 28x28 image, probabilities)`` each."""
+    probabilities, times :func:`_parting_prior` for each parting) and its digits,
+    ``(part, 28x28 image, probabilities)`` each."""
     image = character_image(page, character)
     proba = classify([image])[0]
     best = float(proba.max()), [(character, image, proba)]
