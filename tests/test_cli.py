@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import signal
 import subprocess
@@ -71,7 +72,7 @@ def test_train_resume_and_evaluate_write_and_report_a_run(mnist_dir, tmp_path):
     assert meta["model"] == SMALL_MLP and meta["epochs"] == 2
     assert meta["hyperparameters"]["batch_size"] == 50
     assert meta["data_md5"]["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
-    rows = list(csv.DictReader((out / "history.csv").open()))
+    rows = list(csv.DictReader(io.StringIO((out / "history.csv").read_text())))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[-1]["val_accuracy"]) > 0.9
 
