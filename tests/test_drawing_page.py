@@ -87,6 +87,7 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(server):
     connection.endheaders()  # no body sent: the server must answer without waiting for it
     response = connection.getresponse()
     assert response.status == 413 and "MB" in json.loads(response.read())["error"]
+    connection.close()
 
 
 def test_no_request_path_reaches_the_file_system(server):
@@ -96,6 +97,7 @@ def test_no_request_path_reaches_the_file_system(server):
         connection.request("GET", path)
         response = connection.getresponse()
         assert response.status == 404 and b"root:" not in response.read()
+        connection.close()
 
 
 def test_200_requests_from_4_clients_all_succeed_with_flat_memory():
@@ -152,6 +154,7 @@ def test_draw_command_prints_its_address_serves_and_stops_on_ctrl_c():
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("GET", "/")
         assert b"<canvas" in connection.getresponse().read()
+        connection.close()
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
