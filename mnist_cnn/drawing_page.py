@@ -16,7 +16,6 @@ fast).
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from http import HTTPStatus
@@ -58,18 +57,10 @@ def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
     ImageError
         If the data is not a usable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     from .engines.numpy import layer_outputs
-    from .images import preprocess_image
+    from .images import decode_image, preprocess_image
 
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("the upload is not an image, or a format Pillow cannot read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"the upload is not a usable image ({exc})") from None
-    x = preprocess_image(image)
+    x = preprocess_image(decode_image(data, "the upload"))
     net = as_weights(weights)
     outputs = layer_outputs(net, x[None, None])
     maps = outputs[0][0]

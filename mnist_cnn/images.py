@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import ImageError
 
-__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "MIN_SIDE", "describe", "load_grey", "preprocess_image"]
+__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "MIN_SIDE", "decode_image", "describe", "load_grey",
+           "preprocess_image"]
 
 #: Images above this many pixels are refused (a guard against decompression bombs).
 MAX_PIXELS = 50_000_000
@@ -38,11 +39,6 @@ def describe(src: Any) -> str:
 
 def _open(path: Path):
     """The image in a file (read whole, through :func:`mnist_cnn.files.open_regular`)."""
-    import io
-    import struct
-
-    from PIL import Image, UnidentifiedImageError
-
     from .files import FileFormatError, open_regular
 
     try:
@@ -57,15 +53,27 @@ def _open(path: Path):
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 20} MB, larger than any image of "
                          f"at most {MAX_PIXELS / 1e6:.0f} megapixels; scale it down first")
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, name: str):
+    """A PIL image of an image file's bytes (not yet decoded pixel by pixel), or an
+    :class:`ImageError` naming ``name``: not an image, a declared size over
+    :data:`MAX_PIXELS` (Pillow's decompression-bomb guard), or a corrupt header."""
+    import io
+    import struct
+
+    from PIL import Image, UnidentifiedImageError
+
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: declares a size over {MAX_PIXELS / 1e6:.0f} megapixels "
+        raise ImageError(f"{name}: declares a size over {MAX_PIXELS / 1e6:.0f} megapixels "
                          "(a decompression bomb?); scale it down first") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
-        raise ImageError(f"{path}: truncated or corrupt image ({_one_line(exc)})") from None
+        raise ImageError(f"{name}: truncated or corrupt image ({_one_line(exc)})") from None
 
 
 def _one_line(exc: Exception) -> str:

@@ -215,6 +215,22 @@ def test_resident_epochs_equal_plain_epochs_bit_for_bit(mnist, model):
         np.testing.assert_array_equal(x, y)
 
 
+def _resumed_after_one_epoch(trainer, orders):
+    """Two trainers: one straight through two epochs, one set to the first's state after
+    epoch 1 and run through epoch 2; asserts equal losses and weights. Returns both and
+    the state."""
+    straight = trainer()
+    _run_epoch(straight, orders[0])
+    state = straight.get_state()
+    second = _run_epoch(straight, orders[1])
+    resumed = trainer()
+    resumed.set_state(state)
+    np.testing.assert_array_equal(_run_epoch(resumed, orders[1]), second)
+    for a, b in zip(resumed.get_state().weights, straight.get_state().weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    return straight, resumed, state
+
+
 @pytest.mark.mnist
 def test_the_fast_recipe_resumes_from_a_saved_state_identically(mnist):
     """Adam's moments and step count (and so its schedule) are saved and restored."""
@@ -227,16 +243,8 @@ def test_the_fast_recipe_resumes_from_a_saved_state_identically(mnist):
     def trainer():
         return TorchTrainer(*_streams("cnn", 5), fast, "cpu", data)
 
-    straight = trainer()
-    _run_epoch(straight, orders[0])
-    state = straight.get_state()
+    *_, state = _resumed_after_one_epoch(trainer, orders)
     assert state.steps == 6 and len(state.moments) == 8
-    second = _run_epoch(straight, orders[1])
-    resumed = trainer()
-    resumed.set_state(state)
-    np.testing.assert_array_equal(_run_epoch(resumed, orders[1]), second)
-    for a, b in zip(resumed.get_state().weights, straight.get_state().weights, strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.mnist
@@ -247,15 +255,7 @@ def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
     def trainer():
         return TorchTrainer(*_streams("cnn", 5), TUTORIAL, "cpu", data, resident=True)
 
-    straight = trainer()
-    _run_epoch(straight, orders[0])
-    state = straight.get_state()
-    second = _run_epoch(straight, orders[1])
-    resumed = trainer()
-    resumed.set_state(state)
-    np.testing.assert_array_equal(_run_epoch(resumed, orders[1]), second)
-    for a, b in zip(resumed.get_state().weights, straight.get_state().weights, strict=True):
-        np.testing.assert_array_equal(a, b)
+    straight, resumed, _ = _resumed_after_one_epoch(trainer, orders)
     assert resumed.validate() == straight.validate()
 
 
