@@ -42,8 +42,7 @@ class Checkpoint:
     Attributes
     ----------
     config : dict
-        The run's settings (model, engine, num_epochs, batch_size, learning_rate,
-        momentum, seed).
+        The run's settings, every one (see :class:`mnist_cnn.training.Settings`).
     epoch : int
         Epochs completed.
     weights : Weights
@@ -87,9 +86,9 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
               "order_keys": np.asarray(keys, np.uint32),
               "augment_rng": np.asarray(checkpoint.augment, np.uint8)}
     arrays.update({f"w{i}": w for i, w in enumerate(checkpoint.weights)})
-    arrays.update({f"v{i}": np.asarray(v, np.float32)
-                   for i, v in enumerate(checkpoint.velocities)})
-    arrays.update({f"m{i}": np.asarray(m, np.float32) for i, m in enumerate(checkpoint.moments)})
+    dtype = checkpoint.weights[0].dtype if len(checkpoint.weights) else np.float32
+    arrays.update({f"v{i}": np.asarray(v, dtype) for i, v in enumerate(checkpoint.velocities)})
+    arrays.update({f"m{i}": np.asarray(m, dtype) for i, m in enumerate(checkpoint.moments)})
     arrays.update({f"d{i}": np.asarray(d, np.int64) for i, d in enumerate(checkpoint.dropout)})
     path = Path(path)
     with atomic_write(path) as f:
@@ -167,13 +166,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             and isinstance(order.get("cached_gaussian"), int | float)):
         raise unusable("its batch-order generator state is malformed")
     count = sum(1 for k in arrays if k[:1] == "w")
+    dtype = config.get("floatx", "float32")
+    if dtype not in ("float32", "float64"):
+        raise unusable(f"its floatX {dtype!r} is neither float32 nor float64")
     try:
         net = network(config["model"])
-        weights = Weights([arrays[f"w{i}"] for i in range(count)], net)
+        weights = Weights([arrays[f"w{i}"] for i in range(count)], net, dtype)
     except (WeightsError, ValueError) as exc:
         raise unusable(str(exc)) from None
-    velocities = [np.asarray(arrays[f"v{i}"], np.float32) for i in range(count)]
-    moments = [np.asarray(arrays[f"m{i}"], np.float32) for i in range(count)
+    velocities = [np.asarray(arrays[f"v{i}"], dtype) for i in range(count)]
+    moments = [np.asarray(arrays[f"m{i}"], dtype) for i in range(count)
                if f"m{i}" in arrays]
     if not all(np.isfinite(v).all() for v in velocities + moments):
         raise unusable("its velocities or moments hold NaN or infinite values")

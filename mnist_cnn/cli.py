@@ -66,11 +66,12 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
              "per-user cache folder)")
 
 
-def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=defaults.DEVICE,
+def _add_device(parser: argparse.ArgumentParser, training: bool = False) -> None:
+    parser.add_argument("--device", default=None if training else defaults.DEVICE,
                         choices=["auto", "cpu", "cuda", "mps"],
                         help="where to compute; auto picks CUDA when PyTorch sees a GPU "
-                             f"(default: {defaults.DEVICE})")
+                             f"(default: {defaults.DEVICE}"
+                             + (", or the checkpoint's when resuming)" if training else ")"))
 
 
 def _threads(text: str) -> int | str:
@@ -78,10 +79,19 @@ def _threads(text: str) -> int | str:
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=_threads, default=defaults.THREADS, metavar="N|auto",
+    parser.add_argument("--threads", type=_threads, metavar="N|auto",
                         help="CPU threads: auto fits them to the cores other processes leave "
-                             "free; a number fixes them, for bit-identical repeats "
-                             f"(default: {defaults.THREADS})")
+                             "free; a number fixes them; either way the same seed gives the "
+                             f"same weights (default: {defaults.THREADS}, or the "
+                             "checkpoint's when resuming)")
+    parser.add_argument("--shards", type=_whole(1), metavar="N",
+                        help="on a CPU, cut each batch into N fixed slices whose gradients "
+                             "are computed one per thread and added in order; part of the "
+                             "arithmetic (1: the whole batch at once) (default: one per "
+                             f"{defaults.SHARD_IMAGES} images, at most {defaults.MAX_SHARDS})")
+    parser.add_argument("--floatx", choices=list(defaults.FLOATXS),
+                        help="precision of weights and arithmetic, Theano's floatX; float64 "
+                             f"on the numpy and lasagne engines (default: {defaults.FLOATX})")
 
 
 def _add_engine(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -90,8 +100,10 @@ def _add_engine(parser: argparse.ArgumentParser, training: bool) -> None:
     if training:
         parser.add_argument(
             "--engine", choices=TRAINING_ENGINES,
-            help="pytorch, or theano: the tutorial's symbolic program on PyTensor, on the "
-                 "CPU (needs pip install 'mnist-cnn[theano]') (default: "
+            help="pytorch; theano: the tutorial's symbolic program on PyTensor (needs pip "
+                 "install 'mnist-cnn[theano]'); lasagne: the real Theano 0.8.2 and Lasagne "
+                 "0.1 (needs mnist-cnn legacy setup); numpy: Lasagne's layers in numpy, the "
+                 "slow reference; all but pytorch on the CPU only (default: "
                  f"{defaults.ENGINE}, or the checkpoint's when resuming)")
     else:
         parser.add_argument(
@@ -160,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_whole(0, 2**32 - 1), metavar="N",
                    help=f"seed of initialisation, batch order and dropout "
                         f"(default: {defaults.SEED})")
-    _add_device(p)
+    _add_device(p, training=True)
     _add_threads(p)
     _add_engine(p, training=True)
     p.add_argument("--out", default=defaults.RUN_DIR, metavar="DIR", type=_path,
@@ -288,14 +300,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run.prepare()
     given = {key: value for key in ("model", "engine", "num_epochs", "batch_size",
                                     "learning_rate", "momentum", "seed", "recipe", "augment",
-                                    "lr_schedule") if (value := getattr(args, key)) is not None}
+                                    "lr_schedule", "shards", "floatx", "device", "threads")
+             if (value := getattr(args, key)) is not None}
     if args.resume and "lr_schedule" in given:
         given["schedule"] = given.pop("lr_schedule")
-    common = {"device": args.device, "data_dir": args.data_dir, "threads": args.threads}
     if args.resume:
-        result = resume(run.checkpoint, **given, **common)
+        result = resume(run.checkpoint, **given, data_dir=args.data_dir)
     else:
-        result = train(**given, **common, checkpoint=run.checkpoint)
+        result = train(**given, data_dir=args.data_dir, checkpoint=run.checkpoint)
     paths = run.save(result)
     print(f"Saved {paths['model']} (sidecar {paths['metadata'].name}, "
           f"{paths['history'].name}) in {run.folder}")

@@ -37,6 +37,13 @@ class Recipe:
         Transform every training batch afresh (see :mod:`mnist_cnn.augment`).
     seed : int
         Seeds the augmentation's random transforms.
+    shards : int
+        Each batch's gradient is the sum, in a fixed order, of the gradients of this many
+        fixed slices of the batch, each computed on one thread: the threads that run
+        them change the time, never the sum (see :func:`shards_for`).
+    floatx : {"float32", "float64"}
+        Theano's ``floatX``: the precision of the weights and the arithmetic (float64
+        on the numpy and lasagne engines only).
     """
 
     name: str
@@ -49,6 +56,8 @@ class Recipe:
     schedule: str = "constant"
     augment: bool = False
     seed: int = 0
+    shards: int = 1
+    floatx: str = "float32"
 
 
 #: The tutorial's recipe at the blog's settings, and a modern recipe for the same layers
@@ -76,8 +85,17 @@ SEED = 0
 DEVICE = "auto"
 #: The engine that trains.
 ENGINE = "pytorch"
-#: CPU threads: ``auto`` fits them to the cores other processes leave free.
+#: CPU threads: ``auto`` fits them to the cores other processes leave free. They change
+#: how fast a run goes, never its numbers (see :data:`SHARD_IMAGES`).
 THREADS = "auto"
+#: A batch is cut into shards of at least this many images, at most :data:`MAX_SHARDS`
+#: of them, whose gradients are computed one per thread and added in a fixed order:
+#: enough pieces to keep several cores busy, each big enough to compute efficiently.
+SHARD_IMAGES = 25
+MAX_SHARDS = 8
+#: The precision of weights and arithmetic (Theano's ``floatX``).
+FLOATX = "float32"
+FLOATXS = ("float32", "float64")
 #: The engine that predicts: ``auto`` uses numpy for a few images on a CPU (no PyTorch
 #: import), PyTorch otherwise, and numpy where PyTorch is not installed.
 INFERENCE_ENGINE = "auto"
@@ -101,3 +119,9 @@ FEATURE_MAP_SEED = 0
 #: The drawing page's address: this machine only, and a free port.
 DRAW_HOST = "127.0.0.1"
 DRAW_PORT = 0
+
+
+def shards_for(batch_size: int) -> int:
+    """The shards a batch of ``batch_size`` is cut into by default: one per
+    :data:`SHARD_IMAGES` images, at least 1 and at most :data:`MAX_SHARDS`."""
+    return max(1, min(MAX_SHARDS, batch_size // SHARD_IMAGES))

@@ -134,14 +134,23 @@ def _openblas(venv: Path) -> Path | None:
     return None
 
 
-def _flags(folder: Path) -> str:
+def _flags(folder: Path, floatx: str = "float32") -> str:
     blas = folder / "blas"
-    return (f"device=cpu,floatX=float32,base_compiledir={folder / 'theano-cache'},"
+    return (f"device=cpu,floatX={floatx},base_compiledir={folder / 'theano-cache'},"
             f"blas.ldflags=-L{blas} -lopenblas -Wl\\,-rpath\\,{blas}")
 
 
-def environment() -> tuple[Path, dict[str, str]]:
+def environment(floatx: str = "float32",
+                blas_threads: int | None = None) -> tuple[Path, dict[str, str]]:
     """The legacy interpreter and the environment variables to run it with.
+
+    Parameters
+    ----------
+    floatx : {"float32", "float64"}
+        Theano's ``floatX``: the precision of the program's variables.
+    blas_threads : int, optional
+        OpenBLAS's threads (default: OpenBLAS's own choice). Another count is another
+        valid float32 arithmetic of the same library: its sums run in another order.
 
     Raises
     ------
@@ -159,8 +168,10 @@ def environment() -> tuple[Path, dict[str, str]]:
     if not python.exists():
         raise EngineError(f"the legacy environment in {folder} is incomplete: run "
                           "`mnist-cnn legacy setup` again")
-    env = {**os.environ, "THEANO_FLAGS": _flags(folder), "PYTHONNOUSERSITE": "1"}
+    env = {**os.environ, "THEANO_FLAGS": _flags(folder, floatx), "PYTHONNOUSERSITE": "1"}
     env.pop("PYTHONPATH", None)
+    if blas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
     return python, env
 
 

@@ -7,8 +7,9 @@ call takes ``n_streams`` sub-streams (60 * 256 when the shape is symbolic, as wi
 tutorial's ``None`` batch size), spaced 2**72 draws apart and starting from the stream
 state, then jumps the stream state 2**134 draws ahead; element ``i`` of every mask drawn
 by that call comes from sub-stream ``i % n_streams``, each sub-stream continuing where
-it stopped. The uniform number is ``float32(x11 - x21 mod M1) * 4.6566126e-10f``, which
-this module compares as an integer with the equivalent threshold.
+it stopped. The uniform number is ``float32(x11 - x21 mod M1) * 4.6566126e-10f``
+(with ``floatX=float64``, ``(x11 - x21 mod M1) * 2**-31`` in float64), which this module
+compares as an integer with the equivalent threshold.
 
 :class:`MaskStream` draws one layer's masks step by step on the CPU, with Theano's own
 recurrence vectorised across sub-streams in uint32 arithmetic; :func:`jump_matrices`
@@ -31,6 +32,8 @@ M2 = 2147462579  # 2**31 - 21069
 N_STREAMS = 60 * 256
 #: float32(1 / (2**31 + 65)): Theano's normalisation of a float32 sample.
 _NORM32 = np.float32(4.6566126e-10)
+#: 2**-31: its normalisation of a float64 sample.
+_NORM64 = np.float64(4.656612873077392578125e-10)
 
 # One step of each component as a 3x3 matrix (Theano's A1p0 and A2p0), and the jumps
 # by 2**72 (between sub-streams) and 2**134 (between calls) that Theano hard-codes.
@@ -103,21 +106,28 @@ def stream_states(seed: int, calls: int = 1, n_streams: int = N_STREAMS) -> list
     return states
 
 
-def keep_threshold(keep: float) -> int:
+def keep_threshold(keep: float, floatx: str = "float32") -> int:
     """The integer ``t`` such that a draw is kept (``uniform < keep``) iff ``d < t``.
 
-    ``d`` is Theano's ``x11 - x21 mod M1`` in [1, M1]; its uniform number is
+    ``d`` is Theano's ``x11 - x21 mod M1`` in [1, M1]; in float32 its uniform number is
     ``float32(d) * 4.6566126e-10f``, compared with ``keep`` as Theano compares them (a
     float32 sample with a float32 constant, or with a float64 one when ``keep`` has no
-    exact float32 value), which is monotone in ``d``.
+    exact float32 value); in float64 (``floatx="float64"``) it is ``d * 2**-31``
+    compared in float64 (so keep 0.5 is ``d < 2**30``). Either is monotone in ``d``.
     """
-    exact32 = float(np.float32(keep)) == keep
+    exact32 = floatx == "float32" and float(np.float32(keep)) == keep
     limit = np.float32(keep) if exact32 else np.float64(keep)
+
+    def sample(d: int) -> np.floating:
+        if floatx == "float64":
+            return np.float64(d) * _NORM64
+        value = np.float32(d) * _NORM32
+        return value if exact32 else np.float64(value)
+
     low, high = 1, M1 + 1  # the first d whose sample is not below ``keep`` is in here
     while low < high:
         mid = (low + high) // 2
-        sample = np.float32(mid) * _NORM32
-        if (sample if exact32 else np.float64(sample)) < limit:
+        if sample(mid) < limit:
             low = mid + 1
         else:
             high = mid
@@ -133,12 +143,14 @@ class MaskStream:
         (n_streams, 6) sub-stream states (see :func:`stream_states`).
     keep : float
         Probability of keeping a unit (``1 - p``).
+    floatx : {"float32", "float64"}
+        The precision of Theano's samples (see :func:`keep_threshold`).
     """
 
-    def __init__(self, states: np.ndarray, keep: float) -> None:
+    def __init__(self, states: np.ndarray, keep: float, floatx: str = "float32") -> None:
         self.keep = keep
         self._x = np.ascontiguousarray(np.asarray(states).T, np.uint32)  # x11 .. x23 rows
-        self._threshold = np.uint32(keep_threshold(keep) - 1)
+        self._threshold = np.uint32(keep_threshold(keep, floatx) - 1)
         self._buffers = np.empty((4, self._x.shape[1]), np.uint32)
 
     @property

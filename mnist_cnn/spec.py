@@ -249,15 +249,17 @@ class Weights(Sequence[np.ndarray]):
     """Parameter values in Lasagne's layout and order, and the network they belong to.
 
     A read-only sequence of float32 arrays (``weights[0]`` is the first layer's W), as
-    ``lasagne.layers.get_all_param_values`` returns them.
+    ``lasagne.layers.get_all_param_values`` returns them; float64 ones for a run in
+    float64 (Theano's ``floatX=float64``).
 
     Parameters
     ----------
     arrays : sequence of array_like
-        The values; floating point and finite. float64 (Theano's default on a CPU) is
-        converted to float32.
+        The values; floating point and finite, converted to ``dtype``.
     net : Network or str, optional
         The network; default: recognised from the shapes (:func:`network_for`).
+    dtype : {"float32", "float64"}
+        The precision kept.
 
     Raises
     ------
@@ -272,7 +274,7 @@ class Weights(Sequence[np.ndarray]):
     """
 
     def __init__(self, arrays: Sequence[np.ndarray],
-                 net: Network | str | None = None) -> None:
+                 net: Network | str | None = None, dtype: str = "float32") -> None:
         values = []
         for i, a in enumerate(arrays):
             a = np.asarray(a)
@@ -282,7 +284,7 @@ class Weights(Sequence[np.ndarray]):
             if not np.isfinite(a).all():
                 raise WeightsError(f"array {i} (shape {a.shape}) holds NaN or infinite "
                                    "values")
-            values.append(np.ascontiguousarray(a, dtype=np.float32))
+            values.append(np.ascontiguousarray(a, dtype=dtype))
         shapes = [a.shape for a in values]
         self.network = network_for(shapes) if net is None else network(net)
         if shapes != self.network.param_shapes():
@@ -316,7 +318,8 @@ class Weights(Sequence[np.ndarray]):
 DROPOUT_SEED_LIMIT = 2147462579
 
 
-def initialise(net: Network | str, rng: np.random.RandomState) -> tuple[Weights, list[int]]:
+def initialise(net: Network | str, rng: np.random.RandomState,
+               dtype: str = "float32") -> tuple[Weights, list[int]]:
     """Build a network's parameters as Lasagne does, drawing from ``rng``.
 
     Lasagne draws everything from one numpy ``RandomState`` while the layers are built,
@@ -332,11 +335,13 @@ def initialise(net: Network | str, rng: np.random.RandomState) -> tuple[Weights,
         The network (see :func:`network`).
     rng : numpy.random.RandomState
         The generator (the tutorial's ``np.random`` after ``np.random.seed(seed)``).
+    dtype : {"float32", "float64"}
+        Theano's ``floatX``: Lasagne casts its float64 draws to it.
 
     Returns
     -------
     weights : Weights
-        float32, in Lasagne's layout and order.
+        In Lasagne's layout and order.
     dropout_seeds : list of int
         One per dropout layer, in order.
     """
@@ -353,8 +358,8 @@ def initialise(net: Network | str, rng: np.random.RandomState) -> tuple[Weights,
             std = 1.0 * np.sqrt(2.0 / ((n1 + n2) * np.prod(shape[2:])))
             bound = np.sqrt(3) * std
             values = rng.uniform(low=0.0 - bound, high=0.0 + bound, size=shape)
-            arrays += [values.astype(np.float32), np.zeros(bias, np.float32)]
-    return Weights(arrays, net), seeds
+            arrays += [values.astype(dtype), np.zeros(bias, dtype)]
+    return Weights(arrays, net, dtype), seeds
 
 
 def init_weights(net: Network | str = "cnn", seed: int | None = 0) -> Weights:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -41,7 +41,14 @@ __all__ = ["Settings", "resume", "train"]
 
 @dataclass(frozen=True)
 class Settings:
-    """The settings of a training run, as a checkpoint and a sidecar record them."""
+    """Every setting of a training run, as its checkpoint and sidecar record them.
+
+    The fields in :attr:`FIXED` decide the numbers a run computes and must be the same to
+    resume it; ``num_epochs`` may grow; ``device`` and ``threads`` say where and how
+    fast it ran (on a CPU the weights do not depend on ``threads``; see
+    :data:`mnist_cnn.defaults.SHARD_IMAGES`). ``shards`` of None means the default for
+    the batch size (:func:`mnist_cnn.defaults.shards_for`).
+    """
 
     model: str = defaults.MODEL
     engine: str = defaults.ENGINE
@@ -53,10 +60,20 @@ class Settings:
     recipe: str = defaults.RECIPE
     augment: bool = False
     schedule: str = "constant"
+    shards: int | None = None
+    floatx: str = defaults.FLOATX
+    device: str = defaults.DEVICE
+    threads: int | str = defaults.THREADS
 
     #: What must be equal to resume a run (``num_epochs`` may grow).
     FIXED = ("model", "engine", "batch_size", "learning_rate", "momentum", "seed", "recipe",
-             "augment", "schedule")
+             "augment", "schedule", "shards", "floatx")
+    #: What a resumed run takes from its checkpoint unless told otherwise.
+    RECORDED = (*FIXED, "num_epochs", "device", "threads")
+    #: The value of a setting that a checkpoint of an earlier version did not record.
+    BEFORE_RECORDED: ClassVar[dict[str, Any]] = {
+        "shards": 1, "floatx": defaults.FLOATX, "device": defaults.DEVICE,
+        "threads": defaults.THREADS}
 
     @classmethod
     def of(cls, recipe: str = defaults.RECIPE, **given: Any) -> Settings:
@@ -69,6 +86,8 @@ class Settings:
                   "learning_rate": base.learning_rate, "momentum": base.momentum,
                   "augment": base.augment, "schedule": base.schedule}
         values.update({k: v for k, v in given.items() if v is not None})
+        if values.get("shards") is None and isinstance(values["batch_size"], int):
+            values["shards"] = defaults.shards_for(values["batch_size"])
         return cls(recipe=recipe, **values)
 
     def updates(self) -> defaults.Recipe:
@@ -77,17 +96,21 @@ class Settings:
                                    batch_size=self.batch_size,
                                    learning_rate=self.learning_rate, momentum=self.momentum,
                                    augment=self.augment, schedule=self.schedule,
-                                   seed=self.seed)
+                                   seed=self.seed, shards=self.shards, floatx=self.floatx)
 
-    def check(self, n_train: int) -> None:
-        """Raise TrainingError unless every setting is usable."""
+    def check(self, n_train: int | None = None) -> None:
+        """Raise TrainingError unless every setting is usable (the batch size against
+        ``n_train`` training examples, when given)."""
         def ok_int(value: Any) -> bool:
             return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
         if not ok_int(self.num_epochs) or self.num_epochs < 1:
             raise TrainingError(f"the number of epochs must be a whole number of at least 1, "
                                 f"got {self.num_epochs!r}")
-        if not ok_int(self.batch_size) or not 1 <= self.batch_size <= n_train:
+        if not ok_int(self.batch_size) or self.batch_size < 1:
+            raise TrainingError(f"the batch size must be a whole number of at least 1, got "
+                                f"{self.batch_size!r}")
+        if n_train is not None and self.batch_size > n_train:
             raise TrainingError(f"the batch size must be between 1 and the {n_train:,} "
                                 f"training examples, got {self.batch_size!r}")
         if not isinstance(self.learning_rate, int | float) or not (
@@ -104,6 +127,18 @@ class Settings:
                                 f"one of {', '.join(defaults.SCHEDULES)}")
         if self.schedule != "constant" and defaults.RECIPES[self.recipe].rule != "nesterov":
             raise TrainingError(f"the {self.recipe} recipe has a schedule of its own")
+        if not ok_int(self.shards) or not 1 <= self.shards <= self.batch_size:
+            raise TrainingError(f"the shards must be a whole number from 1 to the batch "
+                                f"size ({self.batch_size}), got {self.shards!r}")
+        if self.floatx not in defaults.FLOATXS:
+            raise TrainingError(f"unknown floatX {self.floatx!r}; choose one of "
+                                f"{', '.join(defaults.FLOATXS)}")
+        if self.floatx != "float32" and self.engine not in engines.FLOAT64_ENGINES:
+            raise TrainingError(f"the {self.engine} engine trains in float32; float64 runs on "
+                                f"the {' and '.join(engines.FLOAT64_ENGINES)} engines")
+        if self.threads != "auto" and not (ok_int(self.threads) and self.threads >= 1):
+            raise TrainingError(f"threads must be 'auto' or a whole number >= 1, got "
+                                f"{self.threads!r}")
 
 
 def train(
@@ -125,6 +160,8 @@ def train(
     recipe: str = defaults.RECIPE,
     augment: bool | None = None,
     lr_schedule: str | None = None,
+    shards: int | None = None,
+    floatx: str = defaults.FLOATX,
 ) -> TrainResult:
     """Train one of the tutorial's networks and return its weights and history.
 
@@ -168,11 +205,10 @@ def train(
         Theano 0.8.2 and Lasagne 0.1 (CPU only; needs ``mnist-cnn legacy setup``). All
         give weights in the same layout.
     threads : int or "auto"
-        PyTorch's CPU threads: ``"auto"`` fits them to the cores that other processes
-        leave free (so a busy machine does not slow training to a crawl); a number fixes
-        them. The same seed gives bit-identical weights for the same thread count; when
-        ``"auto"`` changes the count (the load changed), the weights differ from then on
-        at the level of float32 rounding (the start, batches and masks do not change).
+        CPU threads: ``"auto"`` fits them to the cores that other processes leave free
+        (so a busy machine does not slow training to a crawl); a number fixes them.
+        They change the speed, never the weights: each batch's gradient is summed over
+        fixed shards in a fixed order (see ``shards``).
     recipe : {"tutorial", "fast"}
         The tutorial's (Nesterov momentum, dropout), or a modern recipe for the same
         layers that reaches 99 % sooner: 2 epochs at batch 192 without dropout, Adam with
@@ -185,6 +221,14 @@ def train(
     lr_schedule : {"constant", "cosine"}, optional
         Nesterov momentum's learning rate: constant, or falling to 0 along half a cosine
         over the run; default: the recipe's (constant).
+    shards : int, optional
+        On a CPU, each batch's gradient is the sum, in a fixed order, of the gradients
+        of this many fixed slices of it, each computed on one thread; default: one per
+        25 images, at most 8 (:func:`mnist_cnn.defaults.shards_for`). Part of the
+        arithmetic, so recorded and kept on resume; 1 computes the whole batch at once.
+    floatx : {"float32", "float64"}
+        The precision (Theano's ``floatX``); float64 on the numpy engine (the
+        reference) and the lasagne engine only.
 
     Returns
     -------
@@ -208,21 +252,21 @@ def train(
     settings = Settings.of(recipe, model=str(model), engine=engine, num_epochs=num_epochs,
                            batch_size=batch_size, learning_rate=learning_rate,
                            momentum=momentum, seed=seed, augment=augment,
-                           schedule=lr_schedule)
+                           schedule=lr_schedule, shards=shards, floatx=floatx,
+                           device=device, threads=threads)
     saved = None
     if resume:
         if checkpoint is None:
             raise TrainingError("resume=True needs the checkpoint file to resume from")
         saved = load_checkpoint(checkpoint)
         _check_same(saved, settings, checkpoint)
-    return _run(settings, saved, device, data, data_dir, checkpoint, verbose, progress,
-                threads)
+    return _run(settings, saved, data, data_dir, checkpoint, verbose, progress)
 
 
 def resume(checkpoint: str | os.PathLike, num_epochs: int | None = None, *,
-           device: str = defaults.DEVICE, data: Sequence[np.ndarray] | None = None,
+           device: str | None = None, data: Sequence[np.ndarray] | None = None,
            data_dir: str | os.PathLike | None = None, verbose: bool = True,
-           progress: bool | None = None, threads: int | str = defaults.THREADS,
+           progress: bool | None = None, threads: int | str | None = None,
            **settings: Any) -> TrainResult:
     """Continue the run saved in ``checkpoint``, with the settings it was made with.
 
@@ -232,11 +276,13 @@ def resume(checkpoint: str | os.PathLike, num_epochs: int | None = None, *,
         A checkpoint written by :func:`train` (``checkpoint.npz`` of a run folder).
     num_epochs : int, optional
         The total number of epochs; default: the checkpoint's.
-    device, data, data_dir, verbose, progress, threads
+    device, threads : optional
+        As for :func:`train`; default: the checkpoint's.
+    data, data_dir, verbose, progress
         As for :func:`train`.
     **settings
-        Settings given again (``model``, ``engine``, ``batch_size``, ``learning_rate``,
-        ``momentum``, ``seed``): each must equal the checkpoint's.
+        Settings given again (those of :attr:`Settings.FIXED`): each must equal the
+        checkpoint's.
 
     Returns
     -------
@@ -252,22 +298,29 @@ def resume(checkpoint: str | os.PathLike, num_epochs: int | None = None, *,
     if unknown:
         raise TrainingError(f"unknown settings {sorted(unknown)}; resume takes "
                             f"{', '.join(Settings.FIXED)} and num_epochs")
-    recorded = {key: saved.config.get(key) for key in (*Settings.FIXED, "num_epochs")}
+    recorded = _recorded(saved)
     given = {**recorded, **settings}
-    if num_epochs is not None:
-        given["num_epochs"] = num_epochs
+    for key, value in (("num_epochs", num_epochs), ("device", device), ("threads", threads)):
+        if value is not None:
+            given[key] = value
     run = Settings.of(**{**given, "recipe": given["recipe"] or defaults.RECIPE})
     _check_same(saved, run, checkpoint)
-    return _run(run, saved, device, data, data_dir, checkpoint, verbose, progress, threads)
+    return _run(run, saved, data, data_dir, checkpoint, verbose, progress)
+
+
+def _recorded(saved: Checkpoint) -> dict[str, Any]:
+    """The settings a checkpoint recorded (those of earlier versions filled in)."""
+    return {key: saved.config.get(key, Settings.BEFORE_RECORDED.get(key))
+            for key in Settings.RECORDED}
 
 
 def _check_same(saved: Checkpoint, settings: Settings, checkpoint: Any) -> None:
-    given = asdict(settings)
-    differ = [key for key in Settings.FIXED if saved.config.get(key) != given[key]]
+    given, recorded = asdict(settings), _recorded(saved)
+    differ = [key for key in Settings.FIXED if recorded[key] != given[key]]
     if differ:
         raise TrainingError(
             f"{checkpoint} was made with other settings ("
-            + ", ".join(f"{k}={saved.config.get(k)!r} there, {given[k]!r} here"
+            + ", ".join(f"{k}={recorded[k]!r} there, {given[k]!r} here"
                         for k in differ)
             + "); resume with the same settings or start a new run")
     if settings.num_epochs < saved.epoch:
@@ -299,14 +352,15 @@ def _check_fits_in_memory(net: Network, name: str) -> None:
                             "or DEPTH")
 
 
-def _run(settings: Settings, saved: Checkpoint | None, device: str,
+def _run(settings: Settings, saved: Checkpoint | None,
          data: Sequence[np.ndarray] | None, data_dir: str | os.PathLike | None,
          checkpoint: str | os.PathLike | None, verbose: bool,
-         progress: bool | None, threads: int | str) -> TrainResult:
+         progress: bool | None) -> TrainResult:
     try:
         net = network(settings.model)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
+    settings.check()
     _check_fits_in_memory(net, settings.model)
     engine = engines.get(settings.engine, training=True)
     if checkpoint is not None:
@@ -322,17 +376,15 @@ def _run(settings: Settings, saved: Checkpoint | None, device: str,
     # As the tutorial after np.random.seed(seed): one generator builds the network (its
     # weights, and each dropout layer's seed) and then shuffles every epoch.
     rng = np.random.RandomState(settings.seed)
-    weights, dropout_seeds = initialise(net, rng)
+    weights, dropout_seeds = initialise(net, rng, settings.floatx)
     dropout = [mrg.stream_states(seed)[0] for seed in dropout_seeds]
     history: list[EpochStats] = []
     if saved is not None:
         weights, dropout = saved.weights, saved.dropout
         rng.set_state(saved.order_state)
         history = [EpochStats(**h) for h in saved.history]
-    if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
-        raise TrainingError(f"threads must be 'auto' or a whole number >= 1, got {threads!r}")
-    trainer = engine.make_trainer(weights, dropout, settings.updates(), device,
-                                  (X_train, y_train, X_val, y_val), threads)
+    trainer = engine.make_trainer(weights, dropout, settings.updates(), settings.device,
+                                  (X_train, y_train, X_val, y_val), settings.threads)
     try:
         if saved is not None:
             trainer.set_state(TrainerState(saved.weights, saved.velocities, saved.dropout,

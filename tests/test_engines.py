@@ -25,7 +25,7 @@ def test_unknown_engines_are_one_error_type_naming_the_choices():
     with pytest.raises(EngineError, match="choose one of pytorch, theano, lasagne, numpy"):
         get("tensorflow")
     with pytest.raises(EngineError, match="for training; choose one of pytorch, theano, la"):
-        get("numpy", training=True)
+        get("auto", training=True)
     with pytest.raises(EngineError):
         predict_proba(init_weights("cnn"), np.zeros((1, 1, 28, 28), np.float32),
                       engine="jax")

@@ -8,6 +8,7 @@ ones reported in the README.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -227,3 +228,98 @@ def test_the_blogs_run_on_the_real_lasagne_and_ours_reach_the_same_accuracy(mnis
                 for engine in ("lasagne", "pytorch")}
     print(f"the blog's run, test accuracy: {accuracy}")
     assert abs(accuracy["lasagne"] - accuracy["pytorch"]) <= 0.001
+
+
+#: The judge's run: the tutorial's cnn, seed 0, batch 500, the first 100 steps of its
+#: first epoch (all 50,000 images) with dropout, compared after these many steps.
+JUDGE_STEPS = (20, 50, 100)
+
+
+def judge_start(floatx: str) -> tuple[Weights, list[np.ndarray], tuple, np.ndarray]:
+    """Weights, dropout streams, the shuffle's state and the batch order of seed 0."""
+    rng = np.random.RandomState(0)
+    weights, seeds = initialise("cnn", rng, floatx)
+    shuffled_from = rng.get_state()
+    order = minibatch_indices(50_000, 500, shuffle=True, rng=rng)
+    return weights, [mrg.stream_states(s)[0] for s in seeds], shuffled_from, order
+
+
+def real_snapshots(mnist, floatx: str, blas_threads: int) -> list[list[np.ndarray]]:
+    """The real Lasagne's parameters after each of JUDGE_STEPS."""
+    weights, dropout, shuffled_from, order = judge_start(floatx)
+    X, y = mnist[:2]
+    with LasagneProgram("cnn", floatx=floatx, blas_threads=blas_threads) as real:
+        real.call(command="data", X_train=real.save("X_train", X),
+                  y_train=real.save("y_train", y.astype(np.int32)))
+        state = {f"w{i}": w for i, w in enumerate(weights)}
+        state.update({f"d{i}": d.astype(np.int32) for i, d in enumerate(dropout)})
+        real.set_state(state)
+        _, keys, pos, has_gauss, cached = shuffled_from
+        paths = [m["snapshot"] for m in real.stream(
+            command="epoch", batch_size=500, order=real.save("order", order),
+            order_keys=real.save("keys", keys), pos=pos, has_gauss=has_gauss,
+            cached_gaussian=cached, snapshots=list(JUDGE_STEPS)) if "snapshot" in m]
+        snapshots = [real._read(p) for p in paths]
+    assert len(snapshots) == len(JUDGE_STEPS)
+    return [[s[f"w{i}"] for i in range(len(weights))] for s in snapshots]
+
+
+def our_snapshots(mnist, engine: str, floatx: str = "float32") -> list[list[np.ndarray]]:
+    """One of our engines' parameters after each of JUDGE_STEPS, on the same run."""
+    from mnist_cnn.defaults import shards_for
+    from mnist_cnn.engines import get
+
+    weights, dropout, shuffled_from, order = judge_start(floatx)
+    recipe = dataclasses.replace(TUTORIAL, batch_size=500, shards=shards_for(500),
+                                 floatx=floatx)
+    trainer = get(engine, training=True).make_trainer(weights, dropout, recipe, "cpu",
+                                                      mnist[:4], threads=2)
+    snapshots, done = [], 0
+    try:
+        for steps in JUDGE_STEPS:
+            for _ in trainer.train_epoch(order[done:steps], shuffled_from):
+                pass
+            done = steps
+            snapshots.append(list(trainer.get_state().weights))
+    finally:
+        trainer.close()
+    return snapshots
+
+
+def distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """The largest difference of any parameter."""
+    return max(float(np.abs(np.asarray(x, np.float64) - y).max())
+               for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.mnist
+def test_the_numpy_engine_in_float64_follows_the_real_lasagne_in_float64_to_1e_12(mnist):
+    """Seed 0, batch 500, 100 steps with dropout: the same layer rules, so the same numbers
+    to float64 rounding (Theano's float64 dropout threshold included)."""
+    real = real_snapshots(mnist, "float64", blas_threads=1)
+    ours = our_snapshots(mnist, "numpy", "float64")
+    gaps = [distance(a, b) for a, b in zip(ours, real, strict=True)]
+    print(f"float64, numpy engine against the real Lasagne after {JUDGE_STEPS} steps: "
+          + ", ".join(f"{g:.1e}" for g in gaps))
+    assert all(w.dtype == np.float64 for w in real[-1])
+    assert max(gaps) <= 1e-12
+
+
+@pytest.mark.mnist
+def test_every_float32_engine_stays_within_the_real_librarys_own_float32_spread(mnist):
+    """The real Lasagne on one OpenBLAS thread against two is two valid float32
+    arithmetics of the same library; each of our engines must stay within 1.5 times
+    that spread of the one-thread run, after 20, 50 and 100 steps."""
+    real = real_snapshots(mnist, "float32", blas_threads=1)
+    other = real_snapshots(mnist, "float32", blas_threads=2)
+    spread = [distance(a, b) for a, b in zip(other, real, strict=True)]
+    print(f"float32 after {JUDGE_STEPS} steps, largest parameter difference from the "
+          f"real Lasagne on 1 OpenBLAS thread: real on 2 threads "
+          + ", ".join(f"{s:.1e}" for s in spread))
+    assert min(spread) > 0  # two arithmetics, or the yardstick would be zero
+    for engine in ("pytorch", "theano", "numpy"):
+        gaps = [distance(a, b) for a, b in zip(our_snapshots(mnist, engine), real,
+                                                strict=True)]
+        print(f"  {engine}: " + ", ".join(f"{g:.1e} ({g / s:.2f}x)"
+                                           for g, s in zip(gaps, spread, strict=True)))
+        assert all(g <= 1.5 * s for g, s in zip(gaps, spread, strict=True)), engine

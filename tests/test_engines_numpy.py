@@ -65,9 +65,37 @@ def test_layer_outputs_follow_the_networks_layers(mnist):
     np.testing.assert_allclose(outputs[-1].sum(axis=1), 1, rtol=1e-6)
 
 
-def test_the_numpy_engine_cannot_train():
-    from mnist_cnn import EngineError, train
+def test_the_numpy_trainers_gradients_and_update_are_pytorchs_and_lasagnes():
+    """float64 numpy against PyTorch's float32 autograd of the same network and masks,
+    then one step of Lasagne's nesterov_momentum written out."""
+    import dataclasses
 
-    with pytest.raises(EngineError, match=r"only predicts|unknown engine"):
-        train("cnn", engine="numpy", data=(np.zeros((4, 1, 28, 28), np.float32),
-                                           np.zeros(4, np.uint8)) * 3, verbose=False)
+    from mnist_cnn import mrg
+    from mnist_cnn.defaults import RECIPES
+    from mnist_cnn.engines.numpy import NumpyTrainer
+    from mnist_cnn.engines.torch import LasagneNet, to_lasagne
+
+    rng = np.random.default_rng(2)
+    weights = Weights([w * 3 + rng.normal(0, 0.05, w.shape) for w in init_weights("cnn", 3)],
+                      "cnn", "float64")
+    X = rng.random((12, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 12)
+    states = [mrg.stream_states(s)[0] for s in (11, 12)]
+    recipe = dataclasses.replace(RECIPES["tutorial"], floatx="float64")
+    trainer = NumpyTrainer(weights, states, recipe, "cpu", (X, y, X, y))
+    loss, grads = trainer.gradients(X, y)
+    masks = [torch.from_numpy(mrg.MaskStream(state, 0.5, "float64").draw((12, units))
+                              .astype(np.float32))
+             for state, units in zip(states, (512, 256), strict=True)]
+    net = LasagneNet("cnn", weights).train()
+    torch_loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(X), masks),
+                                                   torch.from_numpy(y))
+    torch_grads = torch.autograd.grad(torch_loss, list(net.params))
+    assert abs(loss - float(torch_loss.detach())) < 1e-5
+    for ours, theirs in zip(grads, torch_grads, strict=True):
+        np.testing.assert_allclose(ours, to_lasagne(theirs), atol=2e-5 * np.abs(ours).max())
+    stepped = NumpyTrainer(weights, states, recipe, "cpu", (X, y, X, y))  # the same masks
+    stepped.step(X, y)
+    for p0, p1, v, g in zip(weights, stepped.params, stepped.velocities, grads, strict=True):
+        np.testing.assert_array_equal(v, 0.9 * 0 + (p0 - 0.01 * g) - p0)
+        np.testing.assert_array_equal(p1, 0.9 * v + (p0 - 0.01 * g))

@@ -56,6 +56,15 @@ def test_the_integer_threshold_decides_as_the_float32_sample_does(keep):
     np.testing.assert_array_equal(d < threshold, below)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.8])
+def test_in_float64_the_threshold_is_theanos_float64_sample_d_times_2_to_the_minus_31(keep):
+    threshold = mrg.keep_threshold(keep, "float64")
+    d = np.arange(threshold - 300, threshold + 300)
+    np.testing.assert_array_equal(d < threshold, d * 2.0**-31 < keep)
+    if keep == 0.5:
+        assert threshold == 2**30 != mrg.keep_threshold(keep)
+
+
 def test_the_keep_rate_is_the_asked_probability():
     stream = mrg.MaskStream(mrg.stream_states(42)[0], keep=0.5)
     assert abs(stream.draw((500, 512)).mean() - 0.5) < 0.005

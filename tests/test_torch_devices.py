@@ -49,8 +49,7 @@ def test_threads_fall_to_the_cores_another_process_leaves_free():
         fitter = ThreadFitter("auto")
         time.sleep(1.0)
         assert fitter.refit() <= cores - 1
-        fitter.restore()
-        assert torch.get_num_threads() == cores
+        assert torch.get_num_threads() == cores  # it only counts; Lanes runs the work
     finally:
         busy.kill()
         busy.wait()
@@ -60,10 +59,24 @@ def test_threads_fall_to_the_cores_another_process_leaves_free():
 def test_fixed_threads_never_change():
     from mnist_cnn.engines.torch_devices import ThreadFitter
 
+    fitter = ThreadFitter(3)
+    time.sleep(0.1)
+    assert fitter.refit() == 3 and fitter.count == 3
+
+
+def test_lanes_run_each_piece_on_one_pytorch_thread_and_keep_the_order():
+    import threading
+
+    from mnist_cnn.engines.torch_devices import Lanes
+
     previous = torch.get_num_threads()
+    lanes = Lanes(3)
     try:
-        fitter = ThreadFitter(1)
-        time.sleep(0.1)
-        assert fitter.refit() == 1 and torch.get_num_threads() == 1
+        seen = lanes.map(lambda i: (i, torch.get_num_threads(),
+                                    threading.current_thread().name), list(range(10)))
     finally:
-        torch.set_num_threads(previous)
+        lanes.close()
+    assert [i for i, _, _ in seen] == list(range(10))
+    assert {threads for _, threads, _ in seen} == {1}
+    assert "MainThread" in {name for _, _, name in seen}  # this thread is the first lane
+    assert torch.get_num_threads() == previous

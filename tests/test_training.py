@@ -17,7 +17,6 @@ def small_data(mnist, n_train=2000, n_val=500):
 
 @pytest.mark.mnist
 def test_same_seed_gives_identical_weights_on_cpu(mnist):
-    # The same thread count (with "auto", another test beside this one may change it).
     runs = [train("cnn", 1, 100, seed=s, device="cpu", data=small_data(mnist),
                   verbose=False, threads=1) for s in (1, 1, 2)]
     assert all((a == b).all() for a, b in zip(runs[0].weights, runs[1].weights, strict=True))
@@ -111,26 +110,74 @@ def test_resume_takes_the_checkpoints_settings_and_refuses_others(mnist, tmp_pat
         resume(ckpt, num_epochs=1, data=data, verbose=False, threads=1)
 
 
-@pytest.mark.mnist
-def test_what_the_seed_guarantees_across_thread_counts(mnist):
-    """The same thread count: bit-identical. Another count: the same start, batches and
-    masks, and losses equal to float32 rounding."""
-    import torch
+def _same(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
 
-    previous = torch.get_num_threads()
-    data = small_data(mnist, n_train=1000)
+
+@pytest.mark.mnist
+def test_the_same_seed_gives_the_same_weights_whatever_the_threads_and_a_busy_core(mnist):
+    """1, 2 and 4 threads, and auto beside a process that keeps a core busy: one run."""
+    import subprocess
+    import sys
+
+    data = small_data(mnist, n_train=1500)
+    runs = {t: train("cnn", 1, 50, seed=2, data=data, verbose=False, threads=t)
+            for t in (1, 2, 4)}
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        runs = {t: [train("cnn", 1, 50, seed=2, data=data, verbose=False, threads=t,
-                          checkpoint=None) for _ in range(2 if t == 1 else 1)]
-                for t in (1, 2)}
+        runs["auto, busy"] = train("cnn", 1, 50, seed=2, data=data, verbose=False)
     finally:
-        torch.set_num_threads(previous)
-    one, again = runs[1]
-    assert all(np.array_equal(a, b) for a, b in zip(one.weights, again.weights, strict=True))
-    two = runs[2][0]
-    assert abs(one.history[0].train_loss - two.history[0].train_loss) < 1e-4
-    assert max(float(np.abs(a - b).max()) for a, b in zip(one.weights, two.weights,
-                                                          strict=True)) < 1e-3
+        busy.kill()
+        busy.wait()
+    one = runs[1]
+    assert one.config["shards"] == 2  # batch 50: two shards of 25
+    for threads, run in runs.items():
+        assert _same(run, one), threads
+        assert run.history[0].val_loss == one.history[0].val_loss, threads
+        assert run.test_loss == one.test_loss, threads
+
+
+@pytest.mark.mnist
+def test_a_run_resumed_on_other_threads_equals_the_uninterrupted_run(mnist, tmp_path):
+    data = small_data(mnist, n_train=1000)
+    full = train("cnn", 2, 50, seed=3, data=data, verbose=False, threads=2)
+    ckpt = tmp_path / "checkpoint.npz"
+    train("cnn", 1, 50, seed=3, data=data, checkpoint=ckpt, verbose=False, threads=1)
+    resumed = resume(ckpt, num_epochs=2, data=data, verbose=False, threads=3)
+    assert _same(resumed, full)
+
+
+@pytest.mark.mnist
+def test_resume_takes_every_setting_the_checkpoint_recorded(mnist, tmp_path):
+    ckpt = tmp_path / "c.npz"
+    data = small_data(mnist, n_train=600)
+    train("custom_mlp:1,20,0.2,0.5", 1, 60, seed=5, data=data, checkpoint=ckpt,
+          verbose=False, threads=1, shards=3, device="cpu")
+    again = resume(ckpt, num_epochs=2, data=data, verbose=False)
+    assert {k: again.config[k] for k in ("threads", "shards", "device", "floatx")} == {
+        "threads": 1, "shards": 3, "device": "cpu", "floatx": "float32"}
+    with pytest.raises(TrainingError, match="shards=3 there, 2 here"):
+        resume(ckpt, num_epochs=3, data=data, verbose=False, shards=2)
+    faster = resume(ckpt, num_epochs=3, data=data, verbose=False, threads=2)
+    assert faster.config["threads"] == 2
+
+
+@pytest.mark.mnist
+def test_the_numpy_engine_trains_in_float32_and_float64_close_to_pytorch(mnist):
+    data = small_data(mnist, n_train=400, n_val=200)
+    torch_run = train("cnn", 1, 100, seed=1, data=data, verbose=False, shards=1)
+    for floatx in ("float32", "float64"):
+        run = train("cnn", 1, 100, seed=1, data=data, verbose=False, engine="numpy",
+                    floatx=floatx)
+        assert run.weights[0].dtype == np.dtype(floatx) and run.config["floatx"] == floatx
+        assert max(float(np.abs(a - b).max())
+                   for a, b in zip(run.weights, torch_run.weights, strict=True)) < 1e-4
+
+
+def test_float64_is_refused_on_an_engine_that_computes_in_float32():
+    data = (np.zeros((10, 1, 28, 28), np.float32), np.zeros(10, np.uint8)) * 3
+    with pytest.raises(TrainingError, match="pytorch engine trains in float32"):
+        train("cnn", 1, 5, data=data, verbose=False, floatx="float64")
 
 
 def test_bad_thread_counts_are_refused():

@@ -4,9 +4,9 @@ picks one.
 Each engine is a module named after what it runs on: ``torch`` (PyTorch, the default),
 ``pytensor`` (the tutorial's symbolic program on PyTensor, engine name ``theano``),
 ``lasagne`` (the real Theano 0.8.2 and Lasagne 0.1 in a legacy interpreter) and
-``numpy`` (a forward pass only). Each builds its own form of a network from
-:attr:`mnist_cnn.spec.Network.layers` and provides the functions of :class:`Engine`;
-those that train return a :class:`Trainer` from ``make_trainer``.
+``numpy`` (Lasagne's layers in numpy, float32 or float64: the reference). Each builds
+its own form of a network from :attr:`mnist_cnn.spec.Network.layers` and provides the
+functions of :class:`Engine`; each returns a :class:`Trainer` from ``make_trainer``.
 
 :func:`get` is the only place where an engine is chosen, for training and inference
 alike, and :class:`mnist_cnn.errors.EngineError` the only error for an engine that is
@@ -31,6 +31,7 @@ from ..results import Evaluation
 from ..spec import Weights
 
 __all__ = [
+    "FLOAT64_ENGINES",
     "INFERENCE_ENGINES",
     "TRAINING_ENGINES",
     "Engine",
@@ -149,7 +150,9 @@ _ENGINES = {
     "lasagne": ("lasagne", "numpy", "mnist-cnn legacy setup"),
     "numpy": ("numpy", "numpy", "pip install numpy"),
 }
-TRAINING_ENGINES = ("pytorch", "theano", "lasagne")
+TRAINING_ENGINES = ("pytorch", "theano", "lasagne", "numpy")
+#: The engines that train in float64 too (Theano's ``floatX=float64``).
+FLOAT64_ENGINES = ("numpy", "lasagne")
 INFERENCE_ENGINES = ("auto", "pytorch", "theano", "lasagne", "numpy")
 
 

@@ -58,6 +58,10 @@ class LasagneProgram:
         :attr:`initial` then holds what Lasagne drew.
     train : bool
         False compiles only the deterministic functions (``val_fn``, prediction).
+    floatx : {"float32", "float64"}
+        Theano's ``floatX`` in the child.
+    blas_threads : int, optional
+        OpenBLAS's threads in the child (see :func:`mnist_cnn.legacy.environment`).
 
     Attributes
     ----------
@@ -71,8 +75,10 @@ class LasagneProgram:
 
     def __init__(self, model: str, learning_rate: float = defaults.LEARNING_RATE,
                  momentum: float = defaults.MOMENTUM, dropout: bool = True,
-                 seed: int | None = None, train: bool = True) -> None:
-        python, env = legacy.environment()
+                 seed: int | None = None, train: bool = True,
+                 floatx: str = defaults.FLOATX, blas_threads: int | None = None) -> None:
+        python, env = legacy.environment(floatx, blas_threads)
+        self.floatx = floatx
         self.folder = Path(tempfile.mkdtemp(prefix="mnist-cnn-lasagne-"))
         self._log = open(self.folder / "stderr.log", "w+b")
         try:
@@ -210,10 +216,13 @@ class LasagneTrainer:
     device = "cpu"
 
     def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray]) -> None:
+                 momentum: float, device: str, data: Sequence[np.ndarray],
+                 floatx: str = defaults.FLOATX) -> None:
         _cpu_only(device)
         self.network = weights.network
-        self.program = LasagneProgram(weights.network.name, learning_rate, momentum)
+        self.dtype = np.dtype(floatx)
+        self.program = LasagneProgram(weights.network.name, learning_rate, momentum,
+                                      floatx=floatx)
         self.versions = {f"legacy {k}": v for k, v in self.program.versions.items()}
         X_train, y_train, X_val, y_val = data
         self.program.call(command="data",
@@ -251,15 +260,15 @@ class LasagneTrainer:
         arrays = self.program.get_state()
         count = len(self.network.param_shapes())
         return TrainerState(
-            Weights([arrays[f"w{i}"] for i in range(count)], self.network),
-            [np.asarray(arrays[f"v{i}"], np.float32) for i in range(count)],
+            Weights([arrays[f"w{i}"] for i in range(count)], self.network, self.dtype.name),
+            [np.asarray(arrays[f"v{i}"], self.dtype) for i in range(count)],
             [np.asarray(arrays[f"d{i}"], np.int64)
              for i in range(len(self.network.dropout_shapes(1)))])
 
     def set_state(self, state: TrainerState) -> None:
         """Continue from a saved state."""
-        arrays = {f"w{i}": np.asarray(w, np.float32) for i, w in enumerate(state.weights)}
-        arrays.update({f"v{i}": np.asarray(v, np.float32)
+        arrays = {f"w{i}": np.asarray(w, self.dtype) for i, w in enumerate(state.weights)}
+        arrays.update({f"v{i}": np.asarray(v, self.dtype)
                        for i, v in enumerate(state.velocities)})
         arrays.update({f"d{i}": np.asarray(d, np.int32) for i, d in enumerate(state.dropout)})
         self.program.set_state(arrays)
@@ -276,7 +285,8 @@ def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe
     ``threads`` is not used: the threads are those of numpy's BLAS (or Theano's).
     """
     tutorial_only(NAME, recipe)
-    return LasagneTrainer(weights, dropout, recipe.learning_rate, recipe.momentum, device, data)
+    return LasagneTrainer(weights, dropout, recipe.learning_rate, recipe.momentum, device, data,
+                          recipe.floatx)
 
 
 def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",

@@ -157,9 +157,10 @@ class Program:
             if f"d{i}" in arrays:
                 r.set_value(arrays[f"d{i}"].astype(np.int32))
 
-    def epoch(self, batch_size, order, send):
+    def epoch(self, batch_size, order, send, snapshots=(), folder=None):
         """The tutorial's training loop over one epoch; ``order`` is what the parent
-        expects np.random.shuffle to give, checked batch by batch."""
+        expects np.random.shuffle to give, checked batch by batch. After each batch
+        count in ``snapshots`` the state is saved to ``folder`` (for the judge)."""
         X_train, y_train = self.data["X_train"], self.data["y_train"]
         losses = []
         batches = iterate_minibatches(X_train, y_train, batch_size, shuffle=True)
@@ -170,7 +171,12 @@ class Program:
                 raise RuntimeError("the tutorial's np.random.shuffle gave another batch "
                                    f"order than the training loop's generator (batch {i})")
             losses.append(float(self.train_fn(inputs, targets)))
-            if len(losses) == 50 or i + 1 == len(order):
+            if i + 1 in snapshots:
+                path = os.path.join(folder, f"after{i + 1}.npz")
+                np.savez(path, **self.state())
+                send({"losses": losses, "snapshot": path, "steps": i + 1})
+                losses = []
+            elif len(losses) == 50 or i + 1 == len(order):
                 send({"losses": losses})
                 losses = []
 
@@ -264,7 +270,8 @@ def main():
                 np.random.set_state(("MT19937", load(request["order_keys"]),
                                      request["pos"], request["has_gauss"],
                                      request["cached_gaussian"]))
-                program.epoch(request["batch_size"], load(request["order"]), send)
+                program.epoch(request["batch_size"], load(request["order"]), send,
+                              request.get("snapshots", ()), folder)
                 send({"done": True})
             elif command == "evaluate":
                 loss, accuracy = program.evaluate(load(request["X"]), load(request["y"]))

@@ -33,7 +33,7 @@ from ..errors import EngineError
 from ..results import Evaluation
 from ..spec import Conv, Dense, Dropout, Network, Pool, Weights, init_weights, network
 from . import TrainerState
-from .torch_devices import ThreadFitter, exact_float32, keep_freed_memory, resolve_device
+from .torch_devices import Lanes, exact_float32, keep_freed_memory, resolve_device
 
 __all__ = [
     "NAME",
@@ -582,7 +582,10 @@ class TorchTrainer:
     threads : int or "auto"
         CPU threads: fitted to the cores other processes leave free (``"auto"``, measured
         at each epoch's start and every :attr:`refit_every` batches; see
-        :class:`~mnist_cnn.engines.torch_devices.ThreadFitter`), or a fixed number.
+        :class:`~mnist_cnn.engines.torch_devices.ThreadFitter`), or a fixed number. On a
+        CPU each batch is cut into ``recipe.shards`` fixed slices whose gradients are
+        computed one per thread (:class:`~mnist_cnn.engines.torch_devices.Lanes`) and
+        added in order, so the threads never change the weights.
     resident, graphs : bool, optional
         See above.
     """
@@ -591,6 +594,8 @@ class TorchTrainer:
     warmup_steps = 3
     losses_every = 50
     refit_every = 100
+    #: Images of one piece of a validation on a CPU lane.
+    validation_piece = 500
 
     def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
                  device: str, data: Sequence[np.ndarray],
@@ -599,7 +604,10 @@ class TorchTrainer:
         dev = resolve_device(device)
         self.device = str(dev)
         self.versions = {"torch": torch.__version__}
-        self.threads = ThreadFitter(threads) if dev.type == "cpu" else None
+        if recipe.floatx != "float32":
+            raise EngineError(f"the pytorch engine trains in float32, not {recipe.floatx}; "
+                              "the numpy and lasagne engines train in float64")
+        self.lanes = Lanes(threads) if dev.type == "cpu" else None
         if dev.type == "cpu":
             keep_freed_memory()
         self.net = LasagneNet(weights.network, weights).to(dev)
@@ -653,19 +661,45 @@ class TorchTrainer:
                 shapes = []
             losses: list[torch.Tensor] = []
             for i, batch in enumerate(order_t):
-                if self.threads is not None and i % self.refit_every == 0:
-                    self.threads.refit()
+                if self.lanes is not None and i % self.refit_every == 0:
+                    self.lanes.refit()
                 masks = [torch.from_numpy(stream.draw(shape)).to(self.device, torch.float32)
                          for stream, shape in zip(self.streams, shapes, strict=False)]
                 images = self.X[batch]
                 if self.augmenter is not None:
                     images = augment(images, self.augmenter)
-                loss = F.cross_entropy(self.net(images, masks), self.y[batch])
-                self.updates.step(torch.autograd.grad(loss, self.params))
-                losses.append(loss.detach())
+                loss, grads = self._gradients(images, self.y[batch], masks)
+                self.updates.step(grads)
+                losses.append(loss)
                 if (i + 1) % self.losses_every == 0 or i + 1 == len(order_t):
                     yield torch.stack(losses).double().cpu().numpy()
                     losses = []
+
+    def _gradients(self, images: torch.Tensor, targets: torch.Tensor,
+                   masks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The mean loss of a batch and its gradients; on a CPU as the sum, in order, of
+        the gradients of ``recipe.shards`` fixed slices, each computed on one lane."""
+        shards = self.recipe.shards if self.lanes is not None else 1
+        if shards <= 1:
+            loss = F.cross_entropy(self.net(images, masks), targets)
+            return loss.detach(), list(torch.autograd.grad(loss, self.params))
+        n = len(targets)
+        bounds = [k * n // shards for k in range(shards + 1)]
+
+        def shard(k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            part = slice(bounds[k], bounds[k + 1])
+            total = F.cross_entropy(self.net(images[part], [m[part] for m in masks]),
+                                    targets[part], reduction="sum")
+            return total.detach(), torch.autograd.grad(total / n, self.params)
+
+        assert self.lanes is not None
+        parts = self.lanes.map(shard, range(shards))
+        loss, grads = parts[0][0], list(parts[0][1])
+        for total, more in parts[1:]:
+            loss = loss + total
+            for grad, add in zip(grads, more, strict=True):
+                grad.add_(add)
+        return loss / n, grads
 
     def _resident_epoch(self, order: torch.Tensor) -> Iterator[np.ndarray]:
         if self._epoch is None or self._epoch.order.shape != order.shape:
@@ -708,13 +742,30 @@ class TorchTrainer:
 
     def validate(self) -> Evaluation:
         """Loss and accuracy on the validation set, without dropout."""
-        return evaluate_network(self.net, self.X_val, self.y_val)
+        return self._evaluate(self.X_val, self.y_val)
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> Evaluation:
         """Loss and accuracy on a labelled set, without dropout."""
         dev = torch.device(self.device)
-        return evaluate_network(self.net, as_tensor(X, dev, torch.float32),
-                                as_tensor(y, dev, torch.int64))
+        return self._evaluate(as_tensor(X, dev, torch.float32), as_tensor(y, dev, torch.int64))
+
+    def _evaluate(self, X: torch.Tensor, y: torch.Tensor) -> Evaluation:
+        """On a CPU, by fixed pieces on the lanes, added in order (as the gradients)."""
+        if self.lanes is None:
+            return evaluate_network(self.net, X, y)
+        piece = self.validation_piece
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            sums = self.lanes.map(lambda s: _evaluation_sums(self.net, X[s:s + piece],
+                                                             y[s:s + piece], piece),
+                                  range(0, len(X), piece))
+        finally:
+            self.net.train(was_training)
+        loss = sum((total for total, _ in sums), torch.zeros((), dtype=torch.float64))
+        correct = sum(int(right) for _, right in sums)
+        n = max(len(X), 1)
+        return Evaluation(float(loss) / n, correct / n)
 
     def get_state(self) -> TrainerState:
         """Weights and the update rule's state (Lasagne layout), and the dropout streams'
@@ -746,9 +797,9 @@ class TorchTrainer:
         self._set_streams(state.dropout)
 
     def close(self) -> None:
-        """Set PyTorch's threads back to what they were."""
-        if self.threads is not None:
-            self.threads.restore()
+        """Stop the lanes' threads and set PyTorch's threads back to what they were."""
+        if self.lanes is not None:
+            self.lanes.close()
 
 
 class _EpochBuffers:
@@ -808,17 +859,26 @@ def evaluate_network(net: LasagneNet, X: torch.Tensor, y: torch.Tensor,
     batch_size = batch_size or defaults.INFERENCE_BATCH["cpu"]
     was_training = net.training
     net.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=X.device)
-    correct = torch.zeros((), dtype=torch.int64, device=X.device)
     with exact_float32():
-        for start in range(0, len(X), batch_size):
-            logits = net(X[start:start + batch_size])
-            target = y[start:start + batch_size]
-            total_loss += F.cross_entropy(logits, target, reduction="sum")
-            correct += (logits.argmax(1) == target).sum()
+        total_loss, correct = _evaluation_sums(net, X, y, batch_size)
     net.train(was_training)
     n = max(len(X), 1)
     return Evaluation(float(total_loss) / n, int(correct) / n)
+
+
+@torch.inference_mode()
+def _evaluation_sums(net: LasagneNet, X: torch.Tensor, y: torch.Tensor,
+                     batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed cross-entropy (float64) and the count of right answers of a network
+    in eval mode."""
+    total_loss = torch.zeros((), dtype=torch.float64, device=X.device)
+    correct = torch.zeros((), dtype=torch.int64, device=X.device)
+    for start in range(0, len(X), batch_size):
+        logits = net(X[start:start + batch_size])
+        target = y[start:start + batch_size]
+        total_loss += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    return total_loss, correct
 
 
 def _network(weights: Weights, device: torch.device) -> LasagneNet:

@@ -8,13 +8,17 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import torch
 
 from ..errors import EngineError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -67,20 +71,17 @@ def exact_float32() -> Iterator[None]:
 
 
 class ThreadFitter:
-    """Keep PyTorch's CPU threads to the cores that other processes leave free.
+    """How many threads to compute on: a fixed number, or the cores that other processes
+    leave free.
 
     PyTorch's threads meet at a barrier in every operation; when another process keeps
     one of their cores busy, each operation waits for the thread that shares a core, and
     training on two threads beside one busy core ran at a third of its quiet speed, where
     one thread kept most of it. So the cores that other processes use are measured from
     the system's CPU time (``/proc/stat``) less this process's own over the last interval,
-    and the threads are set to the cores of this process's affinity that remain. It
-    costs one small file read per measure; where there is no ``/proc/stat`` the threads
-    stay as they are.
-
-    The thread count changes the order of some float32 sums (in oneDNN's convolutions),
-    so a run's numbers then differ from a quiet run's from that point at the level of
-    rounding; pass ``threads`` to fix it (see ``train(threads=...)``).
+    and the count is the cores of this process's affinity that remain. It costs one small
+    file read per measure; where there is no ``/proc/stat`` the count stays as it is.
+    It sets nothing itself: :class:`Lanes` runs work on that many threads.
 
     Parameters
     ----------
@@ -94,11 +95,9 @@ class ThreadFitter:
     def __init__(self, threads: int | str = "auto") -> None:
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-        self.before = torch.get_num_threads()
-        self.most = max(1, min(self.cores, self.before))
+        self.most = max(1, min(self.cores, torch.get_num_threads()))
         self.auto = threads == "auto"
-        if not self.auto:
-            torch.set_num_threads(int(threads))
+        self.count = self.most if self.auto else int(threads)
         self._last = self._sample()
 
     @staticmethod
@@ -122,19 +121,68 @@ class ThreadFitter:
             return None
         return max(0.0, (now[0] - last[0]) - (now[1] - last[1])) / (now[2] - last[2])
 
-    def restore(self) -> None:
-        """Set the threads back to what they were before this fitter."""
-        torch.set_num_threads(self.before)
-
     def refit(self) -> int:
-        """Set the threads for what the machine had free in the last interval; returns
-        the thread count now."""
+        """Fit the count to what the machine had free in the last interval (``auto``
+        only); returns the thread count now."""
         taken = self.others() if self.auto else None
         if taken is not None:
-            threads = max(1, min(self.most, self.cores - int(taken + 1 - self.busy)))
-            if threads != torch.get_num_threads():
-                torch.set_num_threads(threads)
-        return torch.get_num_threads()
+            self.count = max(1, min(self.most, self.cores - int(taken + 1 - self.busy)))
+        return self.count
+
+
+class Lanes:
+    """Pieces of work run side by side on a :class:`ThreadFitter`'s count of threads,
+    each piece on one thread, the results returned in the pieces' order.
+
+    While the lanes are open PyTorch's own threads are set to 1, so every operation runs
+    on the thread that calls it and sums in one fixed order: how many threads run the
+    pieces, and which, changes the time and never a result. This thread is the first
+    lane; the others come from a pool that grows as the count does.
+
+    Parameters
+    ----------
+    threads : int or "auto"
+        As for :class:`ThreadFitter`.
+    """
+
+    def __init__(self, threads: int | str = "auto") -> None:
+        self.fitter = ThreadFitter(threads)
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = 0
+
+    def refit(self) -> int:
+        """See :meth:`ThreadFitter.refit`."""
+        return self.fitter.refit()
+
+    def map(self, function: Callable[[T], R], pieces: Sequence[T]) -> list[R]:
+        """``[function(p) for p in pieces]``, run on up to the fitted count of threads."""
+        lanes = min(self.fitter.count, len(pieces))
+        if lanes <= 1:
+            return [function(p) for p in pieces]
+        if self._pool is None or self._workers < lanes - 1:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._workers = lanes - 1
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="mnist-cnn")
+
+        def lane(first: int) -> list[R]:
+            return [function(pieces[i]) for i in range(first, len(pieces), lanes)]
+
+        others = [self._pool.submit(lane, first) for first in range(1, lanes)]
+        results: list[Any] = [None] * len(pieces)
+        results[0::lanes] = lane(0)
+        for first, future in enumerate(others, start=1):
+            results[first::lanes] = future.result()
+        return results
+
+    def close(self) -> None:
+        """Stop the pool and set PyTorch's threads back to what they were."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        torch.set_num_threads(self.before)
 
 
 @functools.cache
