@@ -33,9 +33,13 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.5", "hypothesis>=6.100",
                  "build>=1.0", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6.0",
-                 "ipywidgets>=8", "selenium>=4.20"],
-        # Jupyter's kernel, and ipywidgets for progress bars drawn as widgets.
-        "notebook": ["ipykernel>=6.0", "ipywidgets>=8"],
+                 "ipywidgets>=8", "selenium>=4.20", "mkdocs>=1.6",
+                 "mkdocstrings-python>=1.10"],
+        # JupyterLab to open the notebook, nbclient for `jupyter execute` (headless), the
+        # kernel, and ipywidgets for progress bars drawn as widgets.
+        "notebook": ["jupyterlab>=4", "nbclient>=0.7", "ipykernel>=6.0", "ipywidgets>=8"],
+        # The documentation site (mkdocs.yml): `mkdocs build --strict`.
+        "docs": ["mkdocs>=1.6", "mkdocstrings-python>=1.10"],
         # PyTensor 3 (the theano engine) needs Python 3.11 or newer.
         "theano": ["pytensor>=3.0,<4; python_version >= \"3.11\""],
     },

@@ -96,15 +96,16 @@ def _our_train(data_dir: str | os.PathLike | None, batch_size: int, batches: int
     """Images per second of this project's training step (the trainer that train() runs)."""
     from . import mrg
     from .data import minibatch_indices
-    from .defaults import RECIPES
     from .engines.torch import TorchTrainer
     from .spec import initialise
+    from .training import Settings
 
     X, y = _training_data(data_dir)
     rng = np.random.RandomState(0)
     weights, seeds = initialise("cnn", rng)
-    trainer = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds],
-                           RECIPES["tutorial"], device, (X, y, X[:1], y[:1]))
+    recipe = Settings.of(batch_size=batch_size).updates()  # as train() sets it up
+    trainer = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds], recipe, device,
+                           (X, y, X[:1], y[:1]))
     time.sleep(0.2)  # a first measure of the cores other processes use
     order = minibatch_indices(len(X), batch_size, shuffle=True, rng=rng)
     warmup = _WARMUP + trainer.warmup_steps  # a CUDA graph is captured in the warm-up

@@ -8,6 +8,8 @@ with 130 and SIGTERM with 143, after saying how to resume.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import signal
 import sys
@@ -294,20 +296,32 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import RunFolder
-    from .training import resume, train
+    from .training import Settings, resume, train
 
-    run = RunFolder(args.out)
-    run.prepare()
     given = {key: value for key in ("model", "engine", "num_epochs", "batch_size",
                                     "learning_rate", "momentum", "seed", "recipe", "augment",
                                     "lr_schedule", "shards", "floatx", "device", "threads")
              if (value := getattr(args, key)) is not None}
-    if args.resume and "lr_schedule" in given:
-        given["schedule"] = given.pop("lr_schedule")
+    _output_folder(args.out, "--out")
+    run = RunFolder(args.out)
     if args.resume:
-        result = resume(run.checkpoint, **given, data_dir=args.data_dir)
-    else:
-        result = train(**given, data_dir=args.data_dir, checkpoint=run.checkpoint)
+        if "lr_schedule" in given:
+            given["schedule"] = given.pop("lr_schedule")
+        if not run.checkpoint.is_file():
+            raise MnistCnnError(f"no checkpoint at {run.checkpoint}: nothing to resume "
+                                "(train without --resume to start a new run)")
+    else:  # every setting checked before the folder is made or the data loaded
+        settings = {("schedule" if k == "lr_schedule" else k): v for k, v in given.items()}
+        Settings.of(**settings).validate()
+    run.prepare()
+    try:
+        if args.resume:
+            result = resume(run.checkpoint, **given, data_dir=args.data_dir)
+        else:
+            result = train(**given, data_dir=args.data_dir, checkpoint=run.checkpoint)
+    except BaseException:
+        run.discard_if_unused()
+        raise
     paths = run.save(result)
     print(f"Saved {paths['model']} (sidecar {paths['metadata'].name}, "
           f"{paths['history'].name}) in {run.folder}")
@@ -356,6 +370,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
         raise MnistCnnError(f"--image must be a training-set index or 'random', "
                             f"got {args.image!r}")
     image = "random" if args.image == "random" else int(args.image)
+    _output_folder(args.out, "--out")
     weights = load_weights(args.weights)
     meta = read_metadata(args.weights)
     out = Path(args.out)
@@ -425,6 +440,12 @@ def _save_preprocessed(folder: Path, source: str, image: Any, used: set[str]) ->
     return folder / name
 
 
+def _output_folder(path: str | os.PathLike, option: str) -> None:
+    """Refuse an output folder that is a file, before anything is done."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise MnistCnnError(f"{option} {path} is a file, not a folder; choose a folder")
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -444,6 +465,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .predictions import bundled_weights_path, predict
     from .weights import load_weights
 
+    if args.save_preprocessed:
+        _output_folder(args.save_preprocessed, "--save-preprocessed")
     weights = load_weights(args.weights if args.weights is not None
                            else bundled_weights_path())
     found = _expand_images(args.images)
@@ -563,6 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MnistCnnError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as tools do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"{PROG}: error: cannot write or read{where}: "

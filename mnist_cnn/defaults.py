@@ -92,7 +92,7 @@ THREADS = "auto"
 #: of them, whose gradients are computed one per thread and added in a fixed order:
 #: enough pieces to keep several cores busy, each big enough to compute efficiently.
 SHARD_IMAGES = 25
-MAX_SHARDS = 8
+MAX_SHARDS = 4
 #: The precision of weights and arithmetic (Theano's ``floatX``).
 FLOATX = "float32"
 FLOATXS = ("float32", "float64")

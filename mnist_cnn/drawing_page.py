@@ -21,7 +21,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -109,27 +109,55 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the terminal shows the address and errors only
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    #: The methods each path takes (answered 405 with ``Allow`` otherwise).
+    allowed: ClassVar[dict[str, str]] = {
+        "/": "GET, HEAD, OPTIONS", "/index.html": "GET, HEAD, OPTIONS",
+        "/api/read": "POST, OPTIONS"}
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None, head: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
 
-    def _json(self, status: int, payload: Any) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _route(self, method: str) -> bool:
+        """Whether this path takes ``method``; answers 404 or 405 (with ``Allow``) if not."""
+        path = self.path.split("?")[0]
+        allowed = self.allowed.get(path)
+        if allowed is None:
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no page at {self.path[:100]}"})
+            return False
+        if method not in allowed.split(", "):
+            self._json(HTTPStatus.METHOD_NOT_ALLOWED,
+                       {"error": f"{path} takes {allowed}, not {method}"}, {"Allow": allowed})
+            return False
+        return True
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] in ("/", "/index.html"):
+        if self._route("GET"):
             self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
-        else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no page at {self.path[:100]}"})
+
+    def do_HEAD(self) -> None:
+        if self._route("HEAD"):
+            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8", head=True)
+
+    def do_OPTIONS(self) -> None:
+        if self._route("OPTIONS"):
+            allowed = self.allowed[self.path.split("?")[0]]
+            self._send(HTTPStatus.NO_CONTENT, b"", "text/plain", {"Allow": allowed})
 
     def do_POST(self) -> None:
-        if self.path != "/api/read":
-            self._json(HTTPStatus.NOT_FOUND, {"error": "POST an image to /api/read"})
+        if not self._route("POST"):
             return
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -152,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, result)
 
     def do_PUT(self) -> None:
-        self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "GET the page or POST an image"})
+        self._route(self.command)
 
     do_DELETE = do_PATCH = do_PUT  # noqa: N815
 

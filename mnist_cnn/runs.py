@@ -27,6 +27,7 @@ class RunFolder:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
+        self._created: list[Path] = []
         self.model = self.folder / "model.npz"
         self.metadata = sidecar_path(self.model)
         self.history = self.folder / "history.csv"
@@ -41,8 +42,23 @@ class RunFolder:
         FileFormatError
             If the folder cannot be written to (the message names it).
         """
+        missing, parent = [], self.folder
+        while not parent.exists() and parent != parent.parent:
+            missing.append(parent)
+            parent = parent.parent
         check_writable_folder(self.folder, "the output folder")
+        self._created = missing
         remove_stale_temporaries(self.folder)
+
+    def discard_if_unused(self) -> None:
+        """After a failed start: remove the folders :meth:`prepare` created, if nothing
+        was written into them."""
+        for folder in self._created:  # the deepest first
+            try:
+                folder.rmdir()  # only an empty folder goes
+            except OSError:
+                return
+        self._created = []
 
     def save(self, result: TrainResult) -> dict[str, Path]:
         """Write ``model.npz`` with its sidecar, and ``history.csv``.

@@ -98,6 +98,27 @@ class Settings:
                                    augment=self.augment, schedule=self.schedule,
                                    seed=self.seed, shards=self.shards, floatx=self.floatx)
 
+    def validate(self) -> Network:
+        """Check every setting before anything is loaded or created: the numbers, the
+        network's name and size, and that the engine is installed; returns the network.
+
+        Raises
+        ------
+        TrainingError, EngineError
+        """
+        try:
+            net = network(self.model)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+        self.check()
+        _check_fits_in_memory(net, self.model)
+        engines.get(self.engine, training=True)
+        if self.engine == "pytorch":
+            from .engines.torch_devices import resolve_device
+
+            resolve_device(self.device)
+        return net
+
     def check(self, n_train: int | None = None) -> None:
         """Raise TrainingError unless every setting is usable (the batch size against
         ``n_train`` training examples, when given)."""
@@ -224,7 +245,7 @@ def train(
     shards : int, optional
         On a CPU, each batch's gradient is the sum, in a fixed order, of the gradients
         of this many fixed slices of it, each computed on one thread; default: one per
-        25 images, at most 8 (:func:`mnist_cnn.defaults.shards_for`). Part of the
+        25 images, at most 4 (:func:`mnist_cnn.defaults.shards_for`). Part of the
         arithmetic, so recorded and kept on resume; 1 computes the whole batch at once.
     floatx : {"float32", "float64"}
         The precision (Theano's ``floatX``); float64 on the numpy engine (the
@@ -356,12 +377,7 @@ def _run(settings: Settings, saved: Checkpoint | None,
          data: Sequence[np.ndarray] | None, data_dir: str | os.PathLike | None,
          checkpoint: str | os.PathLike | None, verbose: bool,
          progress: bool | None) -> TrainResult:
-    try:
-        net = network(settings.model)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from None
-    settings.check()
-    _check_fits_in_memory(net, settings.model)
+    net = settings.validate()
     engine = engines.get(settings.engine, training=True)
     if checkpoint is not None:
         check_writable_folder(Path(checkpoint).parent, "the checkpoint's folder")
@@ -418,8 +434,11 @@ def _epochs(trainer: Trainer, settings: Settings, history: list[EpochStats],
                 shuffled_from = rng.get_state()
                 order = minibatch_indices(len(X_train), settings.batch_size, shuffle=True,
                                           rng=rng)
+                kept = ("no checkpoint file was set" if checkpoint is None else
+                        f"the checkpoint of epoch {done} is kept" if done else
+                        "no epoch had finished, so there is no checkpoint")
                 train_loss = _train_epoch(trainer, order, shuffled_from, epoch,
-                                          settings.num_epochs, progress)
+                                          settings.num_epochs, progress, kept)
                 val = trainer.validate()
                 stats = EpochStats(epoch, train_loss, val.loss, val.accuracy,
                                    time.perf_counter() - start)
@@ -449,8 +468,9 @@ def _print_epoch(stats: EpochStats, num_epochs: int) -> None:
 
 
 def _train_epoch(trainer: Trainer, order: np.ndarray, shuffled_from: tuple, epoch: int,
-                 num_epochs: int, progress: bool) -> float:
-    """One epoch of updates; returns the mean of the batch losses."""
+                 num_epochs: int, progress: bool, kept: str) -> float:
+    """One epoch of updates; returns the mean of the batch losses. ``kept`` says what a
+    stopped run leaves to resume from."""
     chunks: list[np.ndarray] = []
     done = 0
     with progress_bar(total=len(order), desc=f"epoch {epoch}/{num_epochs}", unit="batch",
@@ -462,7 +482,7 @@ def _train_epoch(trainer: Trainer, order: np.ndarray, shuffled_from: tuple, epoc
                 raise TrainingError(
                     f"the training loss became {chunk[bad[0]]} in epoch {epoch}, batch "
                     f"{done + bad[0] + 1} of {len(order)}; training stopped (try a lower "
-                    "learning rate); the last checkpoint holds the previous epoch")
+                    f"learning rate); {kept}")
             chunks.append(chunk)
             done += len(chunk)
             bar.set_postfix(loss=f"{chunk.mean():.4f}", refresh=False)

@@ -202,6 +202,11 @@ def load_weights(path: str | os.PathLike, model: Network | str | None = None) ->
     path = Path(path)
     if str(path) in ("", "."):
         raise WeightsError("no weights file named (an empty path)")
+    if path.is_dir():
+        inside = path / "model.npz"
+        raise WeightsError(f"{path} is a folder, not a weights file; "
+                           + (f"did you mean {inside}?" if inside.is_file() else
+                              "name the model.npz of a run folder"))
     if model is None and path.is_file():
         meta = read_metadata(path)
         model = meta.get("model") if meta else None

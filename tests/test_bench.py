@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.mnist
+@pytest.mark.slow  # trains in fresh processes
 def test_quick_benchmark_reports_every_figure_as_json_and_as_a_table(mnist_dir):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick",
                            "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)

@@ -58,6 +58,7 @@ def test_scripts_run_the_same_entry(script):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_train_resume_and_evaluate_write_and_report_a_run(mnist_dir, tmp_path):
     out = tmp_path / "run"
     proc = run("train", "--model", SMALL_MLP, "--epochs", "2", "--out", str(out))
@@ -91,6 +92,7 @@ def test_train_resume_and_evaluate_write_and_report_a_run(mnist_dir, tmp_path):
     assert sum(int(row[2]) for row in table) == 10000
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.mnist
 def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(mnist_dir, tmp_path):
     out = tmp_path / "run"
@@ -136,6 +138,60 @@ def test_cuda_on_a_machine_without_it_is_a_one_line_error():
 
 def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):
     assert_clean_error(run("train", "--resume", "--out", str(tmp_path)), "no checkpoint")
+    assert_clean_error(run("train", "--resume", "--out", str(tmp_path / "new")),
+                       "no checkpoint")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "-1"], "learning rate must be a positive number"),
+    (["--model", "resnet"], "unknown model 'resnet'"),
+    (["--engine", "theano", "--recipe", "fast"], "runs the tutorial's recipe"),
+    (["--floatx", "float64"], "pytorch engine trains in float32"),
+    (["--shards", "51"], "shards must be a whole number from 1 to the batch size"),
+])
+def test_bad_settings_are_refused_before_any_folder_is_made(tmp_path, args, message):
+    out = tmp_path / "new" / "run"
+    assert_clean_error(run("train", "--out", str(out), *args), message)
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_output_that_is_a_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "taken.png"
+    path.write_bytes(b"x")
+    assert_clean_error(run("visualize", "--weights", "none.npz", "--out", str(path)),
+                       f"--out {path} is a file, not a folder")
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28), 255).save(image)
+    proc = run("predict", str(image), "--save-preprocessed", str(path))
+    assert_clean_error(proc, f"--save-preprocessed {path} is a file, not a folder")
+    assert_clean_error(run("train", "--out", str(path)), "is a file, not a folder")
+
+
+def test_a_run_folder_given_as_weights_points_to_its_model(tmp_path):
+    np.savez(tmp_path / "model.npz", *init_weights("cnn"))
+    assert_clean_error(run("evaluate", "--weights", str(tmp_path)),
+                       f"is a folder, not a weights file; did you mean {tmp_path / 'model.npz'}")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`mnist-cnn predict --json ... | head -1`: the reader leaves; no message."""
+    import io as bytes_io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (28, 28), 255)
+    ImageDraw.Draw(image).line([(14, 4), (14, 23)], fill=0, width=3)
+    encoded = bytes_io.BytesIO()
+    image.save(encoded, format="PNG")
+    for i in range(300):  # well over a pipe's 64 kB of JSON
+        (tmp_path / f"{i}.png").write_bytes(encoded.getvalue())
+    proc = subprocess.run(f"{sys.executable} -m mnist_cnn predict --json --top 10 {tmp_path}"
+                          " | head -1", shell=True, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.stdout.strip() == "[" and proc.stderr == ""
 
 
 def test_download_failure_is_a_one_line_error_naming_the_urls(mirror_server, tmp_path):

@@ -72,11 +72,31 @@ def test_the_api_reads_an_image_and_returns_what_the_page_shows(server):
 @pytest.mark.parametrize("body, path, status, message", [
     (b"not an image", "/api/read", 422, "not an image"),
     (b"", "/api/read", 400, "expected"),
-    (b"x", "/api/other", 404, "POST an image"),
+    (b"x", "/api/other", 404, "no page at /api/other"),
+    (b"x", "/", 405, "/ takes GET, HEAD, OPTIONS, not POST"),
 ])
 def test_bad_requests_get_a_4xx_with_a_json_message(server, body, path, status, message):
     got, reply = post(server, body, path)
     assert got == status and message in reply["error"]
+
+
+@pytest.mark.parametrize("method, path, status, allow", [
+    ("GET", "/api/read", 405, "POST, OPTIONS"),
+    ("DELETE", "/", 405, "GET, HEAD, OPTIONS"),
+    ("OPTIONS", "/api/read", 204, "POST, OPTIONS"),
+    ("HEAD", "/", 200, None),
+])
+def test_each_path_answers_its_methods_and_405_with_allow_for_others(server, method, path,
+                                                                      status, allow):
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request(method, path)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    assert response.status == status and response.getheader("Allow") == allow
+    if method == "HEAD":
+        assert body == b"" and int(response.getheader("Content-Length")) > 1000
 
 
 def test_an_upload_over_the_limit_is_refused_before_it_is_read(server):
@@ -100,6 +120,7 @@ def test_no_request_path_reaches_the_file_system(server):
         connection.close()
 
 
+@pytest.mark.slow  # a load test
 def test_200_requests_from_4_clients_all_succeed_with_flat_memory():
     body = png(drawn_seven())
     proc = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "draw", "--no-browser"],
@@ -279,6 +300,7 @@ def test_ten_digits_drawn_with_real_pointer_events_are_read_at_least_9_right(
     assert browser.find_elements("css selector", "#bars .bar") == []
 
 
+@pytest.mark.slow  # drives a browser
 def test_a_file_chosen_on_the_page_is_read_and_a_non_image_shows_an_error(
         server, browser, tmp_path):
     Image.fromarray(drawn_seven()).save(tmp_path / "seven.png")

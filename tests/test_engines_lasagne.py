@@ -106,6 +106,7 @@ def test_forward_probabilities_of_every_engine_equal_the_real_lasagnes(mnist, tr
 @pytest.mark.mnist
 @pytest.mark.parametrize("path", [SHARED / "NeuralNetworkWithLasagne__model_cnn.npz",
                                   bundled_weights_path()], ids=["lasagne-trained", "ours"])
+@pytest.mark.slow
 def test_a_model_trained_by_either_gives_the_same_probabilities_in_both(mnist, path):
     """Both computed in float32; each is compared with the exact (float64) answer too:
     the real library's own rounding is about 1e-6 on these 500 digits."""
@@ -164,6 +165,7 @@ def test_five_steps_without_dropout_give_the_real_weights(mnist, theano_engine, 
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_one_epoch_with_dropout_at_batch_500_follows_the_real_program(mnist):
     """Same seed: the same start, the same batches, the same masks at every step.
 
@@ -203,6 +205,7 @@ def test_one_epoch_with_dropout_at_batch_500_follows_the_real_program(mnist):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_cli_trains_with_the_real_lasagne_records_it_and_resumes_it(mnist_dir, tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "mnist_cnn", "train", "--engine",
@@ -220,6 +223,7 @@ def test_cli_trains_with_the_real_lasagne_records_it_and_resumes_it(mnist_dir, t
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 @pytest.mark.blog
 def test_the_blogs_run_on_the_real_lasagne_and_ours_reach_the_same_accuracy(mnist):
     """5 epochs at batch 50, seed 0 (minutes on the real Lasagne; `pytest -m blog`)."""
@@ -293,6 +297,7 @@ def distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_the_numpy_engine_in_float64_follows_the_real_lasagne_in_float64_to_1e_12(mnist):
     """Seed 0, batch 500, 100 steps with dropout: the same layer rules, so the same numbers
     to float64 rounding (Theano's float64 dropout threshold included)."""
@@ -306,6 +311,7 @@ def test_the_numpy_engine_in_float64_follows_the_real_lasagne_in_float64_to_1e_1
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_every_float32_engine_stays_within_the_real_librarys_own_float32_spread(mnist):
     """The real Lasagne on one OpenBLAS thread against two is two valid float32
     arithmetics of the same library; each of our engines must stay within 1.5 times

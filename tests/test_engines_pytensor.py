@@ -94,6 +94,7 @@ def test_one_epoch_on_15000_digits_with_the_theano_engine_reaches_93_percent(te,
     assert result.history[0].val_accuracy >= 0.93  # measured: 94.3 %
 
 
+@pytest.mark.slow
 def test_cli_trains_with_the_theano_engine_records_it_and_resumes_it(te, mnist_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_cnn", "train", "--engine", "theano", "--model",

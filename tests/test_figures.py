@@ -113,6 +113,7 @@ def visualize(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
+@pytest.mark.slow  # every figure, 10,000 test digits
 @pytest.mark.mnist
 def test_visualize_writes_every_figure_of_a_cnn(mnist_dir, tmp_path):
     weights = tmp_path / "model.npz"
@@ -130,6 +131,7 @@ def test_visualize_writes_every_figure_of_a_cnn(mnist_dir, tmp_path):
         assert_png(tmp_path / "fig" / name, size, min_spread=10)
 
 
+@pytest.mark.slow  # 10,000 test digits
 @pytest.mark.mnist
 def test_visualize_on_a_tutorial_mlp_file_makes_the_other_figures(mnist_dir, tmp_path):
     weights = tmp_path / "model.npz"

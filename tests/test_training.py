@@ -23,6 +23,7 @@ def test_same_seed_gives_identical_weights_on_cpu(mnist):
     assert not (runs[0].weights[0] == runs[2].weights[0]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_resume_equals_an_uninterrupted_run(mnist, tmp_path):
     data = small_data(mnist)
@@ -49,12 +50,16 @@ def test_resume_with_other_settings_is_refused(mnist, tmp_path):
 
 
 @pytest.mark.mnist
-def test_non_finite_loss_stops_naming_epoch_and_batch(mnist):
+def test_non_finite_loss_stops_naming_epoch_and_batch(mnist, tmp_path):
     X_train, y_train, *rest = small_data(mnist)
     X_train = X_train.copy()
     X_train[:] = np.nan
-    with pytest.raises(TrainingError, match=r"became nan in epoch 1, batch 1 of 20"):
+    with pytest.raises(TrainingError, match=r"became nan in epoch 1, batch 1 of 20.*"
+                                            "no checkpoint file was set"):
         train("custom_mlp:1,20,0,0", 1, 100, data=(X_train, y_train, *rest), verbose=False)
+    with pytest.raises(TrainingError, match="no epoch had finished, so there is no checkpoint"):
+        train("custom_mlp:1,20,0,0", 1, 100, data=(X_train, y_train, *rest), verbose=False,
+              checkpoint=tmp_path / "c.npz")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -114,6 +119,7 @@ def _same(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_the_same_seed_gives_the_same_weights_whatever_the_threads_and_a_busy_core(mnist):
     """1, 2 and 4 threads, and auto beside a process that keeps a core busy: one run."""

@@ -67,7 +67,7 @@ def conv_grad_weights(x: np.ndarray, grad_out: np.ndarray, shape: Sequence[int])
 
 def conv_grad_inputs(grad_out: np.ndarray, W: np.ndarray, in_shape: Sequence[int]) -> np.ndarray:
     """Gradient of the loss with respect to the input (col2im of the patch gradients)."""
-    filters, channels, rows, cols = W.shape
+    _, channels, rows, cols = W.shape
     n, _, out_h, out_w = grad_out.shape
     patches = (_kernel_matrix(W).T @ _by_filter(grad_out)).reshape(
         channels, rows, cols, n, out_h, out_w)
