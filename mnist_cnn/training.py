@@ -220,11 +220,12 @@ def train(
         Print the tutorial's report: what it is doing, each epoch, the test results.
     progress : bool, optional
         A progress bar inside each epoch; default: when standard error is a terminal, or in Jupyter.
-    engine : {"pytorch", "theano", "lasagne"}
+    engine : {"pytorch", "theano", "lasagne", "numpy"}
         PyTorch (default); the tutorial's symbolic program on PyTensor (CPU only; needs
-        ``pip install 'mnist-cnn[theano]'``); or the tutorial's own program on the real
-        Theano 0.8.2 and Lasagne 0.1 (CPU only; needs ``mnist-cnn legacy setup``). All
-        give weights in the same layout.
+        ``pip install 'mnist-cnn[theano]'``); the tutorial's own program on the real
+        Theano 0.8.2 and Lasagne 0.1 (CPU only; needs ``mnist-cnn legacy setup``); or
+        Lasagne's rules written out in numpy, the slow reference (CPU only). All give
+        weights in the same layout.
     threads : int or "auto"
         CPU threads: ``"auto"`` fits them to the cores that other processes leave free
         (so a busy machine does not slow training to a crawl); a number fixes them.
