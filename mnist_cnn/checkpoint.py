@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import mrg
+from . import defaults, mrg
 from .errors import TrainingError, WeightsError
 from .files import NpyHeader, atomic_write, npz_bytes, parse_json, read_npz
 from .spec import Weights, network, network_for
@@ -166,9 +166,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             and isinstance(order.get("cached_gaussian"), int | float)):
         raise unusable("its batch-order generator state is malformed")
     count = sum(1 for k in arrays if k[:1] == "w")
-    dtype = config.get("floatx", "float32")
-    if dtype not in ("float32", "float64"):
-        raise unusable(f"its floatX {dtype!r} is neither float32 nor float64")
+    dtype = config.get("floatx", defaults.FLOATX)
+    if dtype not in defaults.FLOATXS:
+        raise unusable(f"its floatX {dtype!r} is not one of {', '.join(defaults.FLOATXS)}")
     try:
         net = network(config["model"])
         weights = Weights([arrays[f"w{i}"] for i in range(count)], net, dtype)

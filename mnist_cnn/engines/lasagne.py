@@ -78,7 +78,6 @@ class LasagneProgram:
                  seed: int | None = None, train: bool = True,
                  floatx: str = defaults.FLOATX, blas_threads: int | None = None) -> None:
         python, env = legacy.environment(floatx, blas_threads)
-        self.floatx = floatx
         self.folder = Path(tempfile.mkdtemp(prefix="mnist-cnn-lasagne-"))
         self._log = open(self.folder / "stderr.log", "w+b")
         try:
