@@ -18,7 +18,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mnist_cnn", "mnist_cnn.*"]),
-    package_data={"mnist_cnn": ["bundled/*.npz", "bundled/*.json", "page/*.html"]},
+    package_data={"mnist_cnn": ["bundled/*.npz", "bundled/*.json", "frontends/page/*.html"]},
     install_requires=[
         "numpy>=1.24",
         "torch>=2.1",
@@ -43,7 +43,7 @@ setup(
         # PyTensor 3 (the theano engine) needs Python 3.11 or newer.
         "theano": ["pytensor>=3.0,<4; python_version >= \"3.11\""],
     },
-    entry_points={"console_scripts": ["mnist-cnn=mnist_cnn.cli:main"]},
+    entry_points={"console_scripts": ["mnist-cnn=mnist_cnn.frontends.cli:main"]},
     classifiers=[
         "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",

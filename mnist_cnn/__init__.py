@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (
+from mnist_cnn.errors import (
     DataError,
     DownloadError,
     EngineError,
@@ -33,29 +33,29 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
-    "download_mnist": "data",
-    "iterate_minibatches": "data",
-    "load_dataset": "data",
-    "Network": "spec",
-    "Weights": "spec",
-    "init_weights": "spec",
-    "network": "spec",
-    "train": "training",
-    "resume": "training",
-    "evaluate": "inference",
-    "predict_proba": "inference",
+    "download_mnist": "storage.mnist_data",
+    "iterate_minibatches": "storage.mnist_data",
+    "load_dataset": "storage.mnist_data",
+    "Network": "nets.spec",
+    "Weights": "nets.spec",
+    "init_weights": "nets.spec",
+    "network": "nets.spec",
+    "train": "training.loop",
+    "resume": "training.loop",
+    "evaluate": "nets.inference",
+    "predict_proba": "nets.inference",
     "EpochStats": "results",
     "Evaluation": "results",
     "TrainResult": "results",
-    "save_weights": "weights",
-    "load_weights": "weights",
-    "read_metadata": "weights",
-    "predict": "predictions",
-    "Prediction": "predictions",
-    "bundled_weights_path": "predictions",
-    "read_number": "number_reading",
-    "NumberReading": "number_reading",
-    "preprocess_image": "images",
+    "save_weights": "storage.weights_file",
+    "load_weights": "storage.weights_file",
+    "read_metadata": "storage.weights_file",
+    "predict": "reading.predictions",
+    "Prediction": "reading.predictions",
+    "bundled_weights_path": "reading.predictions",
+    "read_number": "reading.numbers",
+    "NumberReading": "reading.numbers",
+    "preprocess_image": "reading.images",
 }
 
 __all__ = [

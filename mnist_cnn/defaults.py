@@ -34,7 +34,7 @@ class Recipe:
         Nesterov momentum's learning rate: constant (the tutorial's), or falling from
         ``learning_rate`` to 0 along half a cosine over the run's steps.
     augment : bool
-        Transform every training batch afresh (see :mod:`mnist_cnn.augment`).
+        Transform every training batch afresh (see :mod:`mnist_cnn.training.augment`).
     seed : int
         Seeds the augmentation's random transforms.
     shards : int

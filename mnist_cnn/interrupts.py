@@ -1,5 +1,5 @@
 """SIGTERM handled the way Ctrl-C is: an exception that unwinds, so that files being
-written are left whole (see :func:`mnist_cnn.files.atomic_write`) and a message is shown.
+written are left whole (see :func:`mnist_cnn.storage.files.atomic_write`) and a message is shown.
 """
 
 from __future__ import annotations

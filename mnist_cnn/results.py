@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import Weights
+from mnist_cnn.nets.spec import Weights
 
 __all__ = ["EpochStats", "Evaluation", "TrainResult"]
 
@@ -90,8 +90,8 @@ class TrainResult:
 
     def metadata(self) -> dict[str, Any]:
         """The JSON-ready description saved in the weights file's sidecar."""
-        from . import __version__
-        from .data import FILES
+        from mnist_cnn import __version__
+        from mnist_cnn.storage.mnist_data import FILES
 
         last = self.history[-1] if self.history else None
         return {

@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 import numpy as np
 import torch
 
-from mnist_cnn import defaults, load_dataset, mrg
-from mnist_cnn.data import minibatch_indices
-from mnist_cnn.engines.torch import TorchTrainer
-from mnist_cnn.spec import initialise
+from mnist_cnn import defaults, load_dataset
+from mnist_cnn.nets import mrg
+from mnist_cnn.nets.engines.pytorch.engine import TorchTrainer
+from mnist_cnn.nets.spec import initialise
+from mnist_cnn.storage.mnist_data import minibatch_indices
 
 
 def trainer(batch_size: int, sharded: bool, data: tuple) -> TorchTrainer:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone too
 
-from mnist_cnn.cli import main
+from mnist_cnn.frontends.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["draw", *sys.argv[1:]]))

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_cnn import legacy
-from mnist_cnn.data import FILES, default_data_dir, find_mnist_files, load_dataset
 from mnist_cnn.errors import DataError, EngineError
+from mnist_cnn.nets.engines.legacy import environment as legacy
+from mnist_cnn.storage.mnist_data import FILES, default_data_dir, find_mnist_files, load_dataset
 
 # Resolved once, before any test changes the environment (see _private_cache).
 REAL_DATA_DIR = default_data_dir()
@@ -89,7 +89,7 @@ def theano_engine():
         if os.environ.get("MNIST_CNN_REQUIRE_THEANO") == "1":
             pytest.fail("PyTensor is not installed: pip install '.[theano]'")
         pytest.skip("PyTensor is not installed (pip install '.[theano]'; Python >= 3.11)")
-    from mnist_cnn.engines import pytensor
+    from mnist_cnn.nets.engines import symbolic as pytensor
 
     return pytensor
 

@@ -1,4 +1,4 @@
-"""mnist_cnn.bench: the benchmark runs and reports sane figures (not a speed test)."""
+"""mnist_cnn.frontends.bench: the benchmark runs and reports sane figures (not a speed test)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cnn.bench import format_table
+from mnist_cnn.frontends.bench import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

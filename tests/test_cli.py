@@ -1,4 +1,4 @@
-"""mnist_cnn.cli: the command as a user runs it (real subprocesses, real MNIST)."""
+"""mnist_cnn.frontends.cli: the command as a user runs it (real subprocesses, real MNIST)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from subprocesses import default_sigint
 
-from mnist_cnn.checkpoint import load_checkpoint
-from mnist_cnn.spec import init_weights
+from mnist_cnn.nets.spec import init_weights
+from mnist_cnn.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MLP = "custom_mlp:1,64,0.2,0.5"

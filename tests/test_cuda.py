@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_cnn import mrg, predict_proba, train
-from mnist_cnn.data import minibatch_indices
+from mnist_cnn import predict_proba, train
 from mnist_cnn.defaults import RECIPES
-from mnist_cnn.engines.torch import TorchTrainer
-from mnist_cnn.predictions import bundled_weights_path
-from mnist_cnn.spec import initialise
-from mnist_cnn.weights import load_weights
+from mnist_cnn.nets import mrg
+from mnist_cnn.nets.engines.pytorch.engine import TorchTrainer
+from mnist_cnn.nets.spec import initialise
+from mnist_cnn.reading.predictions import bundled_weights_path
+from mnist_cnn.storage.mnist_data import minibatch_indices
+from mnist_cnn.storage.weights_file import load_weights
 
 pytestmark = [pytest.mark.mnist, pytest.mark.skipif(not torch.cuda.is_available(),
                                                     reason="needs a CUDA GPU")]

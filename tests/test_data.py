@@ -1,4 +1,4 @@
-"""mnist_cnn.data: IDX parsing, file checks, downloads, the array cache, mini-batches."""
+"""mnist_cnn.storage.mnist_data: IDX parsing, file checks, downloads, the array cache, mini-batches."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mnist_cnn import DataError, DownloadError, MNISTFormatError, load_dataset
-from mnist_cnn.data import (
+from mnist_cnn.storage.mnist_data import (
     FILES,
     download_mnist,
     find_mnist_files,

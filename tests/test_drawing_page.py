@@ -1,4 +1,4 @@
-"""mnist_cnn.drawing_page and `mnist-cnn draw`: the page, its JSON API, in a real browser.
+"""mnist_cnn.frontends.drawing_page and `mnist-cnn draw`: the page, its JSON API, in a real browser.
 
 The browser tests drive Debian's headless Chromium through Selenium with real pointer
 events. They are skipped when Chromium, chromedriver or Selenium are missing, unless
@@ -26,7 +26,7 @@ from photolike import drawn_seven
 from PIL import Image
 from subprocesses import default_sigint
 
-from mnist_cnn.drawing_page import MAX_UPLOAD, make_server, serve_in_thread
+from mnist_cnn.frontends.drawing_page import MAX_UPLOAD, make_server, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

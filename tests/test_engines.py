@@ -1,4 +1,4 @@
-"""mnist_cnn.engines: one place picks an engine; unknown or missing ones are clear errors."""
+"""mnist_cnn.nets.engines: one place picks an engine; unknown or missing ones are clear errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mnist_cnn import EngineError, evaluate, predict_proba
-from mnist_cnn.engines import choose, get
-from mnist_cnn.spec import init_weights
+from mnist_cnn.nets.engines import choose, get
+from mnist_cnn.nets.spec import init_weights
 
 
 def test_auto_is_numpy_for_a_few_images_on_a_cpu_and_pytorch_for_many():
@@ -44,7 +44,7 @@ def test_without_pytorch_auto_inference_falls_back_to_numpy_and_training_says_ho
     code = ("import sys; sys.modules['torch'] = None\n"
             "import numpy as np\n"
             "from mnist_cnn import predict_proba, train, EngineError\n"
-            "from mnist_cnn.spec import init_weights\n"
+            "from mnist_cnn.nets.spec import init_weights\n"
             "p = predict_proba(init_weights('cnn'), np.zeros((300, 1, 28, 28), np.float32))\n"
             "print(p.shape)\n"
             "try:\n"

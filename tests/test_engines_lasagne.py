@@ -19,13 +19,14 @@ import pytest
 import torch
 from reference import forward
 
-from mnist_cnn import load_weights, mrg, predict_proba, train
-from mnist_cnn.data import minibatch_indices
+from mnist_cnn import load_weights, predict_proba, train
 from mnist_cnn.defaults import RECIPES
-from mnist_cnn.engines.lasagne import LasagneProgram
-from mnist_cnn.engines.torch import LasagneNet, NesterovMomentum
-from mnist_cnn.predictions import bundled_weights_path
-from mnist_cnn.spec import Weights, init_weights, initialise
+from mnist_cnn.nets import mrg
+from mnist_cnn.nets.engines.legacy.engine import LasagneProgram
+from mnist_cnn.nets.engines.pytorch.engine import LasagneNet, NesterovMomentum
+from mnist_cnn.nets.spec import Weights, init_weights, initialise
+from mnist_cnn.reading.predictions import bundled_weights_path
+from mnist_cnn.storage.mnist_data import minibatch_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "lasagne_weights"
@@ -175,7 +176,7 @@ def test_one_epoch_with_dropout_at_batch_500_follows_the_real_program(mnist):
     layer's bias, which starts at exactly 0 where the blank background's many ties pass
     it gradient only while it is not negative.
     """
-    from mnist_cnn.engines import get
+    from mnist_cnn.nets.engines import get
 
     X, y, X_val, y_val = mnist[:4]
     rng = np.random.RandomState(0)
@@ -271,7 +272,7 @@ def real_snapshots(mnist, floatx: str, blas_threads: int) -> list[list[np.ndarra
 def our_snapshots(mnist, engine: str, floatx: str = "float32") -> list[list[np.ndarray]]:
     """One of our engines' parameters after each of JUDGE_STEPS, on the same run."""
     from mnist_cnn.defaults import shards_for
-    from mnist_cnn.engines import get
+    from mnist_cnn.nets.engines import get
 
     weights, dropout, shuffled_from, order = judge_start(floatx)
     recipe = dataclasses.replace(TUTORIAL, batch_size=500, shards=shards_for(500),

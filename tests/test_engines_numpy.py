@@ -1,4 +1,4 @@
-"""mnist_cnn.engines.numpy: Lasagne's layers in numpy equal PyTorch's, gradients included."""
+"""mnist_cnn.nets.engines.reference: Lasagne's layers in numpy equal PyTorch's, gradients included."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mnist_cnn import predict_proba
-from mnist_cnn.engines import numpy as kernels
-from mnist_cnn.spec import Weights, init_weights
+from mnist_cnn.nets.engines import reference as kernels
+from mnist_cnn.nets.spec import Weights, init_weights
 
 
 def test_convolution_and_its_gradients_equal_pytorch_autograd():
@@ -70,10 +70,10 @@ def test_the_numpy_trainers_gradients_and_update_are_pytorchs_and_lasagnes():
     then one step of Lasagne's nesterov_momentum written out."""
     import dataclasses
 
-    from mnist_cnn import mrg
     from mnist_cnn.defaults import RECIPES
-    from mnist_cnn.engines.numpy import NumpyTrainer
-    from mnist_cnn.engines.torch import LasagneNet, to_lasagne
+    from mnist_cnn.nets import mrg
+    from mnist_cnn.nets.engines.pytorch.engine import LasagneNet, to_lasagne
+    from mnist_cnn.nets.engines.reference import NumpyTrainer
 
     rng = np.random.default_rng(2)
     weights = Weights([w * 3 + rng.normal(0, 0.05, w.shape) for w in init_weights("cnn", 3)],

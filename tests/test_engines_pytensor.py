@@ -1,4 +1,4 @@
-"""mnist_cnn.engines.pytensor: the tutorial's symbolic program on PyTensor agrees with PyTorch."""
+"""mnist_cnn.nets.engines.symbolic: the tutorial's symbolic program on PyTensor agrees with PyTorch."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mnist_cnn import evaluate, predict_proba, save_weights, train
-from mnist_cnn.engines.torch import LasagneNet, NesterovMomentum
-from mnist_cnn.spec import Weights, init_weights
+from mnist_cnn.nets.engines.pytorch.engine import LasagneNet, NesterovMomentum
+from mnist_cnn.nets.spec import Weights, init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"]
@@ -111,7 +111,7 @@ def test_cli_trains_with_the_theano_engine_records_it_and_resumes_it(te, mnist_d
 
 
 def test_asking_for_the_engine_without_pytensor_says_how_to_install_it(tmp_path):
-    code = ("import sys; sys.modules['pytensor'] = None; from mnist_cnn.cli import main; "
+    code = ("import sys; sys.modules['pytensor'] = None; from mnist_cnn.frontends.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     weights = save_weights(tmp_path / "model.npz", init_weights("cnn"))
     proc = subprocess.run([sys.executable, "-c", code, "evaluate", "--engine", "theano",

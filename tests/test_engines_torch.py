@@ -1,4 +1,4 @@
-"""mnist_cnn.engines.torch: the PyTorch networks compute what Lasagne computes, and train."""
+"""mnist_cnn.nets.engines.pytorch.engine: the PyTorch networks compute what Lasagne computes, and train."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import pytest
 import torch
 from reference import forward
 
-from mnist_cnn import mrg
-from mnist_cnn.data import minibatch_indices
 from mnist_cnn.defaults import RECIPES
-from mnist_cnn.engines.numpy import pool_grad
-from mnist_cnn.engines.torch import (
+from mnist_cnn.nets import mrg
+from mnist_cnn.nets.engines.pytorch.engine import (
     LasagneNet,
     NesterovMomentum,
     TorchTrainer,
@@ -22,7 +20,9 @@ from mnist_cnn.engines.torch import (
     pool_rectify,
     rectify,
 )
-from mnist_cnn.spec import Weights, init_weights, initialise
+from mnist_cnn.nets.engines.reference import pool_grad
+from mnist_cnn.nets.spec import Weights, init_weights, initialise
+from mnist_cnn.storage.mnist_data import minibatch_indices
 
 TUTORIAL = RECIPES["tutorial"]
 
@@ -149,7 +149,7 @@ def test_fused_pool_rectify_equals_lasagnes_rectify_then_pool():
 @pytest.mark.parametrize("calls, shape", [(4, (50, 512)), (3, (50, 256)), (2, (500, 256)),
                                           (2, (5, 784))])
 def test_a_whole_epochs_masks_at_once_are_the_step_by_step_masks(calls, shape):
-    from mnist_cnn.engines.torch import epoch_masks
+    from mnist_cnn.nets.engines.pytorch.engine import epoch_masks
 
     states = mrg.stream_states(123456789)[0]
     stream = mrg.MaskStream(states, keep=0.5)
@@ -261,7 +261,7 @@ def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
 
 def test_the_first_convolution_by_window_position_equals_the_plain_one():
     """Values bitwise; gradients to float32 rounding (the sums run in another order)."""
-    from mnist_cnn.engines.torch import conv_pool_rectify
+    from mnist_cnn.nets.engines.pytorch.engine import conv_pool_rectify
 
     rng = torch.Generator().manual_seed(0)
     x = torch.rand(6, 1, 28, 28, generator=rng)
@@ -281,7 +281,7 @@ def test_the_first_convolution_by_window_position_equals_the_plain_one():
 
 
 def test_adam_with_its_schedule_equals_torch_optim_adam():
-    from mnist_cnn.engines.torch import Adam
+    from mnist_cnn.nets.engines.pytorch.engine import Adam
 
     rng = torch.Generator().manual_seed(0)
     ours = torch.randn(5, 3, generator=rng)

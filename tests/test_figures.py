@@ -1,4 +1,4 @@
-"""mnist_cnn.figures and `mnist-cnn visualize`: figures that show what their titles say."""
+"""mnist_cnn.frontends.figures and `mnist-cnn visualize`: figures that show what their titles say."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scipy.signal import convolve2d
 
 from mnist_cnn import save_weights
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.figures import (
+from mnist_cnn.frontends.figures import (
     feature_maps,
     matched_kernels,
     plot_confusion,
@@ -23,7 +23,7 @@ from mnist_cnn.figures import (
     plot_misclassified,
     save_figure,
 )
-from mnist_cnn.spec import init_weights
+from mnist_cnn.nets.spec import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

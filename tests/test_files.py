@@ -1,4 +1,4 @@
-"""mnist_cnn.files: files replaced whole or not at all; user files read safely."""
+"""mnist_cnn.storage.files: files replaced whole or not at all; user files read safely."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from mnist_cnn.files import (
+from mnist_cnn.storage.files import (
     FileFormatError,
     atomic_write,
     check_writable_folder,

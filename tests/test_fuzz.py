@@ -27,12 +27,12 @@ from photolike import drawn_seven
 from PIL import Image
 
 from mnist_cnn import load_weights, read_number, train
-from mnist_cnn.checkpoint import load_checkpoint
-from mnist_cnn.data import read_idx
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.images import preprocess_image
-from mnist_cnn.predictions import bundled_weights_path
-from mnist_cnn.weights import save_weights, sidecar_path
+from mnist_cnn.reading.images import preprocess_image
+from mnist_cnn.reading.predictions import bundled_weights_path
+from mnist_cnn.storage.mnist_data import read_idx
+from mnist_cnn.storage.weights_file import save_weights, sidecar_path
+from mnist_cnn.training.checkpoint import load_checkpoint
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,

@@ -1,4 +1,4 @@
-"""mnist_cnn.images: a user's file is read safely, the right way up, and made MNIST-like."""
+"""mnist_cnn.reading.images: a user's file is read safely, the right way up, and made MNIST-like."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from photolike import drawn_seven
 from PIL import Image
 
 from mnist_cnn.errors import ImageError
-from mnist_cnn.images import preprocess_image
+from mnist_cnn.reading.images import preprocess_image
 
 
 def ink_box(image: np.ndarray) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""mnist_cnn.ink: each step finds a digit's ink against the paper, and only its ink."""
+"""mnist_cnn.reading.ink: each step finds a digit's ink against the paper, and only its ink."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_cnn.errors import ImageError
-from mnist_cnn.ink import (
+from mnist_cnn.reading.ink import (
     digit_ink,
     faint_parts,
     find_ink,

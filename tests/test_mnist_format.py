@@ -1,4 +1,4 @@
-"""mnist_cnn.mnist_format: a digit's ink is given MNIST's box, centre and strokes."""
+"""mnist_cnn.reading.mnist_format: a digit's ink is given MNIST's box, centre and strokes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnist_cnn.images import preprocess_image
-from mnist_cnn.mnist_format import (
+from mnist_cnn.reading.images import preprocess_image
+from mnist_cnn.reading.mnist_format import (
     crop_to_ink,
     fit_box,
     mnist_format,

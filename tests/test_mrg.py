@@ -1,4 +1,4 @@
-"""mnist_cnn.mrg: Theano's MRG31k3p streams, as Lasagne's dropout draws its masks.
+"""mnist_cnn.nets.mrg: Theano's MRG31k3p streams, as Lasagne's dropout draws its masks.
 
 Checked here against an independent scalar port of Theano's ``mrg_next_value`` and its
 stream set-up; test_engines_lasagne.py checks the same against the real library.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from reference import M1, M2, matrix_power_mod, mrg_next
 
-from mnist_cnn import mrg
+from mnist_cnn.nets import mrg
 
 A1 = [[0, 4194304, 129], [1, 0, 0], [0, 1, 0]]
 A2 = [[32768, 0, 32769], [1, 0, 0], [0, 1, 0]]

@@ -16,9 +16,9 @@ from test_segmentation import written
 
 from mnist_cnn import NumberReading, read_number
 from mnist_cnn.errors import ImageError
-from mnist_cnn.images import load_grey
-from mnist_cnn.ink import find_ink
-from mnist_cnn.mnist_format import crop_to_ink
+from mnist_cnn.reading.images import load_grey
+from mnist_cnn.reading.ink import find_ink
+from mnist_cnn.reading.mnist_format import crop_to_ink
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""mnist_cnn.predictions and `mnist-cnn predict`: your own images, classified like MNIST."""
+"""mnist_cnn.reading.predictions and `mnist-cnn predict`: your own images, classified like MNIST."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from photolike import VARIANTS, drawn_seven, photo_like
 from PIL import Image
 
 from mnist_cnn import evaluate, load_weights
-from mnist_cnn.images import preprocess_image
-from mnist_cnn.predictions import Prediction, bundled_weights_path, predict
+from mnist_cnn.reading.images import preprocess_image
+from mnist_cnn.reading.predictions import Prediction, bundled_weights_path, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 

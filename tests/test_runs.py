@@ -1,4 +1,4 @@
-"""mnist_cnn.runs: a run folder survives a signal at every write, and cleans up after."""
+"""mnist_cnn.storage.runs: a run folder survives a signal at every write, and cleans up after."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cnn.checkpoint import load_checkpoint
-from mnist_cnn.weights import load_weights, read_metadata
+from mnist_cnn.storage.weights_file import load_weights, read_metadata
+from mnist_cnn.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ CHILD = textwrap.dedent("""
             if len(opened) == target:
                 os.kill(os.getpid(), number)
     sys.addaudithook(hook)
-    from mnist_cnn.cli import main
+    from mnist_cnn.frontends.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 MODEL = "custom_mlp:1,20,0,0"

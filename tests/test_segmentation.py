@@ -1,11 +1,11 @@
-"""mnist_cnn.segmentation: a number's ink cut into characters, in rows, and parted."""
+"""mnist_cnn.reading.segmentation: a number's ink cut into characters, in rows, and parted."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.segmentation import (
+from mnist_cnn.reading.segmentation import (
     PART,
     cut_candidates,
     find_characters,

@@ -1,4 +1,4 @@
-"""mnist_cnn.spec: the networks as data, their parameter shapes, Weights, Lasagne's init."""
+"""mnist_cnn.nets.spec: the networks as data, their parameter shapes, Weights, Lasagne's init."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from mnist_cnn.errors import WeightsError
-from mnist_cnn.spec import Conv, Dense, Dropout, Pool, Weights, init_weights, network, network_for
+from mnist_cnn.nets.spec import (
+    Conv,
+    Dense,
+    Dropout,
+    Pool,
+    Weights,
+    init_weights,
+    network,
+    network_for,
+)
 
 
 def test_cnn_is_the_tutorials_build_cnn_with_160362_parameters_in_lasagne_order():

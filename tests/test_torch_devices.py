@@ -1,4 +1,4 @@
-"""mnist_cnn.engines.torch_devices: exact float32 on CUDA, the allocator setting, threads."""
+"""mnist_cnn.nets.engines.pytorch.devices: exact float32 on CUDA, the allocator setting, threads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from mnist_cnn.engines.torch_devices import exact_float32, keep_freed_memory
+from mnist_cnn.nets.engines.pytorch.devices import exact_float32, keep_freed_memory
 
 
 def test_exact_float32_turns_tf32_off_and_restores_the_users_settings():
@@ -28,7 +28,7 @@ def test_exact_float32_turns_tf32_off_and_restores_the_users_settings():
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="a glibc setting")
 def test_keep_freed_memory_applies_once_per_process_on_glibc():
-    code = ("from mnist_cnn.engines.torch_devices import keep_freed_memory as k; "
+    code = ("from mnist_cnn.nets.engines.pytorch.devices import keep_freed_memory as k; "
             "print(k(), k(), k.cache_info().hits)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
@@ -37,7 +37,7 @@ def test_keep_freed_memory_applies_once_per_process_on_glibc():
 
 
 def test_threads_fall_to_the_cores_another_process_leaves_free():
-    from mnist_cnn.engines.torch_devices import ThreadFitter
+    from mnist_cnn.nets.engines.pytorch.devices import ThreadFitter
 
     previous = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -57,7 +57,7 @@ def test_threads_fall_to_the_cores_another_process_leaves_free():
 
 
 def test_fixed_threads_never_change():
-    from mnist_cnn.engines.torch_devices import ThreadFitter
+    from mnist_cnn.nets.engines.pytorch.devices import ThreadFitter
 
     fitter = ThreadFitter(3)
     time.sleep(0.1)
@@ -67,7 +67,7 @@ def test_fixed_threads_never_change():
 def test_lanes_run_each_piece_on_one_pytorch_thread_and_keep_the_order():
     import threading
 
-    from mnist_cnn.engines.torch_devices import Lanes
+    from mnist_cnn.nets.engines.pytorch.devices import Lanes
 
     previous = torch.get_num_threads()
     lanes = Lanes(3)

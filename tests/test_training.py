@@ -1,4 +1,4 @@
-"""mnist_cnn.training: the epoch loop: reproducibility, checkpoints, resume, real training."""
+"""mnist_cnn.training.loop: the epoch loop: reproducibility, checkpoints, resume, real training."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnist_cnn import TrainingError, evaluate, predict_proba, resume, train
-from mnist_cnn.spec import init_weights
+from mnist_cnn.nets.spec import init_weights
 
 
 def small_data(mnist, n_train=2000, n_val=500):

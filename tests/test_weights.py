@@ -1,4 +1,4 @@
-"""mnist_cnn.weights: the tutorial's model.npz format, its sidecar, and bad files."""
+"""mnist_cnn.storage.weights_file: the tutorial's model.npz format, its sidecar, and bad files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from reference import forward
 
 from mnist_cnn import WeightsError, load_weights, predict_proba, read_metadata, save_weights
-from mnist_cnn.spec import init_weights
+from mnist_cnn.nets.spec import init_weights
 
 
 def test_saved_file_is_exactly_the_tutorials_format(tmp_path):

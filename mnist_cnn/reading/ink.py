@@ -1,0 +1,526 @@
+"""Find the ink on a page: a digit's strokes against the paper's own statistics.
+
+A photo or scan of a digit is dark ink on light paper, unevenly lit, often with a
+shadow, ruled or squared lines, dust, and the digit small somewhere in it. Each step
+here is public; :func:`find_ink` runs them in order, and :func:`map_ink` stops before
+choosing a digit (for :mod:`mnist_cnn.reading.segmentation`, which reads a whole number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mnist_cnn.errors import ImageError
+
+__all__ = [
+    "InkMap",
+    "Piece",
+    "digit_ink",
+    "estimate_background",
+    "faint_ink",
+    "faint_parts",
+    "find_ink",
+    "find_lines",
+    "ink_bright",
+    "ink_levels",
+    "ink_mask",
+    "ink_pieces",
+    "map_ink",
+    "noise_level",
+    "remove_background",
+    "select_digit",
+    "smooth_noise",
+]
+
+def estimate_background(image: np.ndarray, bright_ink: bool = True) -> np.ndarray:
+    """A smooth quadratic surface through the background (uneven lighting, grey paper).
+
+    The image is cut into blocks (about 16 across) whose medians are almost free of
+    noise. With ``bright_ink`` the surface is fitted by least squares to the darker half
+    of them, then again to every block not far above it, a few times; otherwise (ink of
+    unknown polarity) to the middle half, then to every block not far from it.
+    """
+    h, w = image.shape
+    size = max(2, min(h, w) // 16)
+    bh, bw = h // size, w // size
+    blocks = np.median(image[:bh * size, :bw * size].reshape(bh, size, bw, size)
+                       .transpose(0, 2, 1, 3).reshape(bh, bw, -1), axis=2).ravel()
+    rows, cols = np.mgrid[0:bh, 0:bw]
+    r = ((rows + 0.5) * size / h - 0.5).ravel()
+    c = ((cols + 0.5) * size / w - 0.5).ravel()
+    basis = np.stack([np.ones_like(r), r, c, r * r, r * c, c * c], axis=1)
+    q25, q50, q75 = np.percentile(blocks, [25, 50, 75])
+    keep = blocks <= q50 if bright_ink else (blocks >= q25) & (blocks <= q75)
+    for _ in range(4):
+        coef = np.linalg.lstsq(basis[keep], blocks[keep], rcond=None)[0]
+        residual = blocks - basis @ coef
+        spread = noise_level(residual[keep])
+        keep = (residual if bright_ink else np.abs(residual)) < 3 * spread + 0.01
+    R, C = np.mgrid[0:h, 0:w].astype(np.float32)
+    R, C = R / h - 0.5, C / w - 0.5
+    return (coef[0] + coef[1] * R + coef[2] * C + coef[3] * R * R + coef[4] * R * C
+            + coef[5] * C * C).astype(np.float32)
+
+
+def ink_bright(grey: np.ndarray) -> np.ndarray:
+    """The image with the ink bright: dark ink on light paper is inverted.
+
+    Around a smooth surface fitted to the background without assuming a polarity
+    (:func:`estimate_background`), the ink is the larger of the two extremes: darker
+    than the paper by more than anything is lighter than it, or the reverse. A shadow,
+    darker than the paper like a pen's ink, is wide and still further from the
+    extremes than the ink. Ink never covers most of the picture: a choice that would
+    make over half of it ink (a bold digit filling a small picture, which confuses the
+    fit) is reversed.
+    """
+    from scipy import ndimage
+
+    residual = ndimage.uniform_filter(grey - estimate_background(grey, bright_ink=False), 3)
+    bright = 1.0 - grey if -residual.min() > residual.max() else grey
+    middle = (float(bright.min()) + float(bright.max())) / 2
+    return 1.0 - bright if (bright > middle).mean() > 0.5 else bright
+
+
+def remove_background(bright: np.ndarray) -> np.ndarray:
+    """Ink intensity above the paper: lighting gradients, grey paper and shadows removed.
+
+    A smooth surface fitted to the paper (:func:`estimate_background`) is subtracted
+    first; then a white top-hat keeps only what is narrower than a quarter of the
+    picture: strokes stay, and the plateau of a shadow, however sharp its edge, goes.
+
+    Parameters
+    ----------
+    bright : numpy.ndarray
+        The image with the ink bright (:func:`ink_bright`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32: about 0 on the paper (its median is 0), larger where there is ink.
+    """
+    from scipy import ndimage
+
+    flat = bright - estimate_background(bright)
+    size = max(15, min(flat.shape) // 4) | 1
+    tophat = flat - ndimage.grey_opening(flat, size=(size, size))
+    # The top-hat lifts a textured paper's grain above 0; its median, the paper, is 0.
+    return (tophat - np.median(tophat)).astype(np.float32)
+
+
+def smooth_noise(ink: np.ndarray) -> np.ndarray:
+    """The ink as the thresholds see it: sensor noise and the paper's grain smoothed
+    away (Gaussian, over a pixel, or a 400th of a large picture whose strokes are many
+    pixels wide)."""
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(ink, max(1.0, min(ink.shape) / 400))
+
+
+def noise_level(ink: np.ndarray) -> float:
+    """The paper's noise: a robust standard deviation of the ink image, which the paper
+    dominates (median absolute deviation, scaled for a normal law; written out because
+    importing ``scipy.stats`` for it would double a one-image prediction's time)."""
+    return 1.4826 * float(np.median(np.abs(ink - np.median(ink)))) + 1e-4
+
+
+def ink_levels(ink: np.ndarray) -> tuple[float, float]:
+    """The two thresholds of :func:`ink_mask`, from the page's own statistics.
+
+    The higher one is Otsu's threshold of the image, and at least six times the paper's
+    noise (:func:`noise_level`); the lower one is three times the noise, and at least
+    20 % of the higher one.
+
+    Returns
+    -------
+    low, high : float
+    """
+    from skimage.filters import threshold_otsu
+
+    noise = noise_level(ink)
+    high = max(float(threshold_otsu(ink)) if ink.max() > ink.min() else 1.0, 6 * noise, 0.05)
+    return max(3 * noise, 0.2 * high), high
+
+
+def ink_mask(ink: np.ndarray, low: float, high: float,
+             ignore: np.ndarray | None = None) -> np.ndarray:
+    """Where the ink is: hysteresis between the two thresholds of :func:`ink_levels`.
+
+    Pixels above ``high`` are ink, and so is every pixel above ``low`` that is
+    connected to them (:func:`skimage.filters.apply_hysteresis_threshold`). A faint
+    stroke is kept when it touches a strong one; a separate stroke (a 5's bar, a 4's
+    cross-stroke) is kept when it holds some strong pixels, however faint it is beside
+    the darkest one.
+
+    Parameters
+    ----------
+    ink : numpy.ndarray
+        The ink's intensity (:func:`remove_background`).
+    low, high : float
+        The thresholds.
+    ignore : numpy.ndarray, optional
+        Pixels that are never ink (the lines of :func:`find_lines`).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool.
+    """
+    from skimage.filters import apply_hysteresis_threshold
+
+    if ignore is not None and ignore.any():
+        ink = np.where(ignore, 0, ink)
+    return apply_hysteresis_threshold(ink, low, high)
+
+
+#: Ruled lines are searched within this many degrees of horizontal and vertical.
+_LINE_TILT = 3.0
+
+
+def _lines_across(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray, int, int]:
+    """Pixels of ``mask`` on straight lines that cross the whole picture, nearly
+    horizontally (or vertically), found with a Hough transform; how many lines there
+    are, and the thickest one's width."""
+    from skimage.transform import hough_line
+
+    h, w = mask.shape
+    length = h if vertical else w
+    centre = 0.0 if vertical else np.pi / 2  # the angle of the lines' normal
+    step = np.degrees(1.0 / length)  # a drift of at most half a pixel along a line
+    tilts = np.radians(np.arange(-_LINE_TILT, _LINE_TILT + step / 2, step))
+    votes, angles, distances = hough_line(mask, theta=centre + tilts)
+    # A line of any thickness or small tilt puts its votes in a few adjacent bins.
+    spread = votes[:-2] + votes[1:-1] + votes[2:]
+    best = spread.max(axis=1)  # over angles, for each distance
+    found = np.zeros_like(mask)
+    rows, cols = np.nonzero(mask)
+    count = thickest = 0
+    done = -1  # the last bin of the last band: a thick line has many peaks
+    for index in np.flatnonzero((best >= 0.9 * length)
+                                & (best >= np.maximum(np.r_[0, best[:-1]], np.r_[best[1:], 0]))):
+        if index <= done:
+            continue
+        angle = int(np.argmax(spread[index]))
+        column = votes[:, angle]
+        # The band: the peak's bins that hold part of the line, and beyond them (a
+        # thick line, a page's edge) every adjacent bin that holds most of a line.
+        core = index + np.flatnonzero(column[index:index + 3] >= 0.1 * length)
+        lo, hi = core.min(), core.max()
+        while lo > 0 and column[lo - 1] >= 0.6 * length:
+            lo -= 1
+        while hi + 1 < len(column) and column[hi + 1] >= 0.6 * length:
+            hi += 1
+        done = hi
+        d = cols * np.cos(angles[angle]) + rows * np.sin(angles[angle])
+        on = (d >= distances[lo] - 0.5) & (d <= distances[hi] + 0.5)
+        along = rows[on] if vertical else cols[on]
+        if along.size and along.min() <= 0.03 * length and along.max() >= 0.97 * length - 1:
+            found[rows[on], cols[on]] = True
+            count += 1
+            thickest = max(thickest, hi - lo + 1)
+    return found, count, thickest
+
+
+def find_lines(mask: np.ndarray) -> np.ndarray:
+    """Ruled or squared paper's lines and the edges of a page, to be ignored as ink.
+
+    Such lines run straight across the whole picture, from edge to edge, within a few
+    degrees of horizontal or vertical (found by a Hough transform,
+    :func:`skimage.transform.hough_line`). They count when there are at least two
+    parallel ones (ruled or squared paper) or when one lies along the picture's edge (a
+    page's edge); a single long stroke inside the picture (a 1 in a tight crop) is not
+    a line. Where a stroke crosses a line, the crossing is not part of the line.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Everything that may be ink, faint lines included (bool: the ink above the lower
+        threshold of :func:`ink_levels`).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool: the lines' pixels.
+    """
+    from scipy import ndimage
+
+    h, w = mask.shape
+    lines = np.zeros_like(mask)
+    if min(h, w) < 8 or not mask.any():
+        return lines
+    found = {}
+    for vertical in (False, True):
+        pixels, count, thickest = _lines_across(mask, vertical)
+        if count == 1:
+            where = np.flatnonzero(pixels.any(axis=0 if vertical else 1))
+            across = w if vertical else h
+            edge = max(1, across // 20)
+            if where.min() >= edge and where.max() < across - edge:
+                continue
+        if count:
+            # and a line's fringe, a pixel either side (anti-aliasing, JPEG)
+            fringe = np.ones((1, 3) if vertical else (3, 1), bool)
+            pixels = ndimage.binary_dilation(pixels, structure=fringe) & mask
+            found[vertical] = pixels, thickest + 2
+            lines |= pixels
+    kept = mask & ~lines
+    for vertical, (pixels, thickest) in found.items():
+        reach = thickest + 2
+        across = np.ones((1, 2 * reach + 1) if vertical else (2 * reach + 1, 1), bool)
+        lines &= ~(pixels & ndimage.binary_closing(kept, structure=across))
+    return lines
+
+
+@dataclass(frozen=True)
+class InkMap:
+    """The ink of a page, found (:func:`map_ink`).
+
+    Attributes
+    ----------
+    ink : numpy.ndarray
+        The ink's intensity above the paper (:func:`remove_background`).
+    seen : numpy.ndarray
+        The same with the noise smoothed away (:func:`smooth_noise`): what thresholds
+        and measurements look at.
+    mask : numpy.ndarray
+        bool: the ink's pixels (:func:`ink_mask`), ruled lines and page edges left out.
+    lines : numpy.ndarray
+        bool: the lines' pixels (:func:`find_lines`).
+    low, high : float
+        The thresholds of :func:`ink_levels`; below ``low`` a pixel is paper.
+    """
+
+    ink: np.ndarray
+    seen: np.ndarray
+    mask: np.ndarray
+    lines: np.ndarray
+    low: float
+    high: float
+
+
+def map_ink(grey: np.ndarray, name: str) -> InkMap:
+    """Where the ink of a greyscale page is, and how strong.
+
+    The steps: :func:`ink_bright`, :func:`remove_background`, :func:`smooth_noise`,
+    :func:`ink_levels`, :func:`find_lines`, :func:`ink_mask`.
+
+    Raises
+    ------
+    ImageError
+        If no ink stands out of the paper (a blank or almost uniform image); the
+        message starts with ``name``.
+    """
+    ink = remove_background(ink_bright(grey))
+    seen = smooth_noise(ink)
+    if float(seen.max()) < max(0.05, 6 * noise_level(seen)):
+        raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
+    low, high = ink_levels(seen)
+    lines = find_lines(seen > low)
+    mask = ink_mask(seen, low, high, ignore=lines)
+    if not mask.any():
+        raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
+    return InkMap(ink, seen, mask, lines, low, high)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A connected piece of ink (:func:`ink_pieces`).
+
+    Attributes
+    ----------
+    label : int
+        Its number in the labelled image.
+    bbox : tuple of int
+        ``(top, left, bottom, right)``, bottom and right excluded.
+    centroid : tuple of float
+        ``(row, column)``.
+    mass : float
+        Its ink: area times mean intensity.
+    width : float
+        Its strokes' width: twice its area over its perimeter.
+    at_edge : bool
+        Whether it touches the picture's edge.
+    """
+
+    label: int
+    bbox: tuple[int, int, int, int]
+    centroid: tuple[float, float]
+    mass: float
+    width: float
+    at_edge: bool
+
+    @property
+    def size(self) -> int:
+        """The longer side of its box."""
+        return max(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1])
+
+
+def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
+    """The connected pieces of ink that may belong to digits.
+
+    Specks (pieces with under 2 % of the largest piece's ink) are dropped. When some
+    ink lies inside the picture, what comes in from its edge is suspect (a shadow, the
+    table beside a page): such pieces are dropped when over twice as thick as the
+    strokes inside (:func:`skimage.measure.regionprops` measures them).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Where the ink is (bool).
+    ink : numpy.ndarray
+        Its intensity.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int: each pixel's piece (0: none), 8-connected.
+    pieces : list of Piece
+    """
+    from skimage.measure import label, regionprops
+
+    labels = label(mask, connectivity=2)
+    h, w = mask.shape
+    pieces = []
+    for p in regionprops(labels, intensity_image=ink):
+        r0, c0, r1, c1 = p.bbox
+        pieces.append(Piece(p.label, p.bbox, p.centroid, p.area * p.intensity_mean,
+                            2 * p.area / max(p.perimeter, 1.0),
+                            r0 == 0 or c0 == 0 or r1 == h or c1 == w))
+    if not pieces:
+        return labels, pieces
+    largest = max(p.mass for p in pieces)
+    pieces = [p for p in pieces if p.mass >= 0.02 * largest]
+    inside = sorted((p for p in pieces if not p.at_edge), key=lambda p: p.width)
+    if inside and len(inside) < len(pieces):
+        masses = np.cumsum([p.mass for p in inside])
+        stroke = inside[int(np.searchsorted(masses, masses[-1] / 2))].width
+        pieces = [p for p in pieces if not p.at_edge or p.width <= 2 * stroke]
+    return labels, pieces
+
+
+def _grouped(pieces: list[Piece], gap: float) -> list[int]:
+    """For each piece, the index of its group: pieces whose boxes come within ``gap``
+    of each other are in one group (union-find)."""
+    group = list(range(len(pieces)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i, a in enumerate(pieces):
+        for j in range(i + 1, len(pieces)):
+            b = pieces[j]
+            if (a.bbox[0] - gap < b.bbox[2] and b.bbox[0] - gap < a.bbox[2]
+                    and a.bbox[1] - gap < b.bbox[3] and b.bbox[1] - gap < a.bbox[3]):
+                group[root(i)] = root(j)
+    return [root(i) for i in range(len(pieces))]
+
+
+def select_digit(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The ink that a person would point at: the digit, its parts kept together.
+
+    Of the pieces of :func:`ink_pieces`, those within a quarter of the largest one's
+    size of each other are grouped (the parts of one digit: a 5's bar, a broken
+    stroke); the group with the most ink, favouring the middle of the picture, is the
+    digit. When some ink lies inside the picture, pieces at its edge count for a tenth.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Where the ink is (bool).
+    ink : numpy.ndarray
+        Its intensity.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool: the digit's pixels.
+    """
+    labels, pieces = ink_pieces(mask, ink)
+    if not pieces:
+        return mask
+    h, w = mask.shape
+    inside = [p for p in pieces if not p.at_edge]
+    groups = _grouped(pieces, gap=0.25 * max(inside or pieces, key=lambda p: p.mass).size)
+    half_diagonal = np.hypot(h, w) / 2
+    score: dict[int, float] = {}
+    for piece, group in zip(pieces, groups, strict=True):
+        cy, cx = piece.centroid
+        centrality = 1 - 0.5 * np.hypot(cy - h / 2, cx - w / 2) / half_diagonal
+        weight = 0.1 if inside and piece.at_edge else 1.0
+        score[group] = score.get(group, 0.0) + piece.mass * centrality * weight
+    best = max(score, key=score.__getitem__)
+    return np.isin(labels, [p.label for p, g in zip(pieces, groups, strict=True) if g == best])
+
+
+def faint_ink(page: InkMap) -> np.ndarray:
+    """Where lighter strokes are: :func:`ink_mask` with the higher threshold lowered to
+    a third (a stroke pressed lightly, a pen running dry)."""
+    return ink_mask(page.seen, page.low, max(page.low, page.high / 3), ignore=page.lines)
+
+
+def faint_parts(page: InkMap, digit: np.ndarray) -> np.ndarray:
+    """Parts of a digit written apart and lighter than the rest (a 5's bar, a 4's
+    cross-stroke): pieces of :func:`faint_ink` apart from the digit, within a quarter of
+    its size of it, with at least 5 % as much ink, not touching the picture's border
+    (where a page's edge or a shadow is).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool: their pixels (none if there are none).
+    """
+    from skimage.measure import label, regionprops
+
+    found = np.zeros_like(digit)
+    if not digit.any():
+        return found
+    rows, cols = np.nonzero(digit)
+    top, left, bottom, right = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+    gap = 0.25 * max(bottom - top, right - left)
+    mass = float(page.seen[digit].sum())
+    labels = label(faint_ink(page), connectivity=2)
+    height, width = digit.shape
+    for piece in regionprops(labels, intensity_image=page.seen):
+        r0, c0, r1, c1 = piece.bbox
+        near = (r0 - gap < bottom and top - gap < r1 and c0 - gap < right and left - gap < c1)
+        inside = r0 > 0 and c0 > 0 and r1 < height and c1 < width
+        if (near and inside and piece.area * piece.intensity_mean >= 0.05 * mass
+                and not digit[labels == piece.label].any()):
+            found |= labels == piece.label
+    return found
+
+
+def digit_ink(page: InkMap, pixels: np.ndarray) -> np.ndarray:
+    """A digit's ink in [0, 1] (ink high, everything else 0), given its pixels.
+
+    The pixels and their anti-aliased rim (two pixels around, less other ink) are
+    kept, and scaled so that the digit's strokes reach 1 (their 90th percentile).
+    """
+    from scipy import ndimage
+
+    level = float(np.percentile(page.ink[pixels], 90))
+    rim = ndimage.binary_dilation(pixels, iterations=2) & ~(page.mask & ~pixels)
+    floor = 0.5 * page.low
+    return (np.clip((page.ink - floor) / max(level - floor, 1e-6), 0, 1) * rim).astype(
+        np.float32)
+
+
+def find_ink(grey: np.ndarray, name: str) -> np.ndarray:
+    """The digit's ink in [0, 1] (ink high, everything else 0), from a greyscale image:
+    :func:`map_ink`, :func:`select_digit`, :func:`faint_parts`, :func:`digit_ink`.
+
+    Raises
+    ------
+    ImageError
+        If no ink stands out of the paper (a blank or almost uniform image).
+    """
+    page = map_ink(grey, name)
+    digit = select_digit(page.mask, page.seen)
+    ink = digit_ink(page, digit)
+    faint = faint_parts(page, digit)
+    # Written lighter, the parts are brought to the strength of the rest, as in MNIST.
+    return np.maximum(ink, digit_ink(page, faint)) if faint.any() else ink

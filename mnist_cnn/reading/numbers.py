@@ -1,0 +1,159 @@
+"""Read a whole written number: its digits left to right, rows top to bottom.
+
+The page is cut into characters (:mod:`mnist_cnn.reading.segmentation`); each is classified
+like a single digit. A character of several pieces, or wide enough to be touching
+digits, is also tried parted between its pieces and at the columns where its ink is
+thinnest; each part is read the same way, and the reading the network is surest of
+wins: the product of its digits' probabilities, a parting weighed by how likely a
+character that wide is to be several digits (a slashed 0 is one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mnist_cnn import defaults
+from mnist_cnn.nets.inference import predict_proba
+from mnist_cnn.reading.images import describe, load_grey
+from mnist_cnn.reading.predictions import Prediction, bundled_weights_path
+from mnist_cnn.reading.segmentation import (
+    PART,
+    Character,
+    Page,
+    character_image,
+    cut_candidates,
+    piece_splits,
+    read_page,
+    split,
+)
+from mnist_cnn.storage.weights_file import WeightsLike, as_weights
+
+__all__ = ["NumberReading", "read_number"]
+
+#: Touching digits are parted at most this many times over in one character.
+_DEPTH = 3
+#: A parting's score is scaled by how likely a character this wide (in row heights) is
+#: to be more than one digit: not at all up to ``_ONE_WIDE``, surely from ``_TWO_WIDE``.
+_ONE_WIDE, _TWO_WIDE = 0.5, 1.0
+
+
+def _parting_prior(width: float, height: float) -> float:
+    """How plausible it is that a character ``width`` wide in a row ``height`` tall is
+    two or more digits (a slashed 0 or a wide 4 is one; "11" may be narrow)."""
+    return float(np.clip((width / height - _ONE_WIDE) / (_TWO_WIDE - _ONE_WIDE), 0.05, 1.0))
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """The network's reading of a written number.
+
+    Attributes
+    ----------
+    source : str
+        The file name, or a description of the image.
+    rows : list of list of Prediction
+        Each row's digits, left to right; rows top to bottom. Each digit's ``box`` is
+        ``(top, left, bottom, right)`` in the picture (as read: pictures over 1024 px
+        are reduced first).
+    """
+
+    source: str
+    rows: list[list[Prediction]]
+
+    @property
+    def digits(self) -> list[Prediction]:
+        """Every digit, row after row."""
+        return [p for row in self.rows for p in row]
+
+    @property
+    def text(self) -> str:
+        """The number as written: ``"2024"``; rows are separated by a space."""
+        return " ".join("".join(str(p.digit) for p in row) for row in self.rows)
+
+    @property
+    def probability(self) -> float:
+        """The product of the digits' probabilities: how sure the network is of the
+        whole reading."""
+        return float(np.prod([p.probability for p in self.digits]))
+
+
+def _read(page: Page, character: Character, height: float, classify,
+          depth: int = 0) -> tuple[float, list[tuple[Character, np.ndarray, np.ndarray]]]:
+    """A character's best reading: its score (the product of its digits'
+    probabilities, times :func:`_parting_prior` for each parting) and its digits,
+    ``(part, 28x28 image, probabilities)`` each."""
+    image = character_image(page, character)
+    proba = classify([image])[0]
+    best = float(proba.max()), [(character, image, proba)]
+    if depth >= _DEPTH:
+        return best
+    prior = _parting_prior(character.width, height)
+    for left, right in piece_splits(page, character) + [
+            split(page, character, c) for c in cut_candidates(page, character, height)]:
+        if min(left.height, right.height) < PART * height:
+            continue
+        left_score, left_digits = _read(page, left, height, classify, depth + 1)
+        if prior * left_score <= best[0]:
+            continue
+        right_score, right_digits = _read(page, right, height, classify, depth + 1)
+        if prior * left_score * right_score > best[0]:
+            best = prior * left_score * right_score, left_digits + right_digits
+    return best
+
+
+def read_number(src: Any, weights: WeightsLike | None = None, top: int = defaults.TOP,
+                device: str = defaults.DEVICE,
+                engine: str = defaults.INFERENCE_ENGINE) -> NumberReading:
+    """Read the digits of a number written in a photo, scan or drawing.
+
+    Parameters
+    ----------
+    src : path, PIL.Image.Image or numpy.ndarray
+        The picture, as for :func:`mnist_cnn.predict`.
+    weights : Weights, list of numpy.ndarray or path, optional
+        Default: the model bundled with the package.
+    top : int
+        How many digits to list in each digit's ``top`` (1 to 10).
+    device, engine : str
+        As for :func:`mnist_cnn.predict`.
+
+    Returns
+    -------
+    NumberReading
+        ``.text`` is the number (``"2024"``); ``.digits`` have a probability each.
+
+    Raises
+    ------
+    ImageError
+        If the picture cannot be read or holds no ink.
+
+    Examples
+    --------
+    >>> read_number("year.jpg").text  # doctest: +SKIP
+    '2024'
+    """
+    if not 1 <= top <= 10:
+        raise ValueError(f"top must be between 1 and 10, got {top}")
+    name = describe(src)
+    page = read_page(load_grey(src), name)
+    net = as_weights(weights if weights is not None else bundled_weights_path())
+
+    def classify(images: list[np.ndarray]) -> np.ndarray:
+        return predict_proba(net, np.stack(images)[:, None], device=device, engine=engine)
+
+    rows = []
+    for r, row in enumerate(page.rows):
+        height = page.row_height(r)
+        digits = []
+        for character in row:
+            for part, image, proba in _read(page, character, height, classify)[1]:
+                order = np.argsort(-proba, kind="stable")[:top]
+                digits.append(Prediction(
+                    f"{name} (row {r + 1}, digit {len(digits) + 1})", int(order[0]),
+                    float(proba[order[0]]), [(int(d), float(proba[d])) for d in order],
+                    image, part.bbox))
+        rows.append(digits)
+    return NumberReading(name, rows)

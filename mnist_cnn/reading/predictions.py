@@ -1,0 +1,137 @@
+"""Recognise your own images: the network's answer for photos, scans and drawings.
+
+Each image is made to look like an MNIST digit by :func:`mnist_cnn.reading.images.preprocess_image`
+and classified by the model bundled with the package (or any weights file).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_cnn import defaults
+from mnist_cnn.errors import ImageError
+from mnist_cnn.nets.inference import predict_proba
+from mnist_cnn.reading.images import describe, preprocess_image
+from mnist_cnn.storage.weights_file import WeightsLike
+
+__all__ = ["ImageError", "Prediction", "bundled_weights_path", "predict", "preprocess_image"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The network's answer for one image.
+
+    Attributes
+    ----------
+    source : str
+        The file name, or a description of the image.
+    digit : int
+        The most probable digit.
+    probability : float
+        Its probability (0..1).
+    top : list of (int, float)
+        The most probable digits with their probabilities, best first.
+    image : numpy.ndarray
+        The 28x28 input the network saw.
+    box : tuple of int or None
+        Where the digit is in a number's picture, ``(top, left, bottom, right)``
+        (:func:`mnist_cnn.read_number`); None for a single digit.
+    """
+
+    source: str
+    digit: int
+    probability: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+    image: np.ndarray = field(default_factory=lambda: np.zeros((28, 28), np.float32),
+                              repr=False)
+    box: tuple[int, int, int, int] | None = None
+
+
+def bundled_weights_path() -> Path:
+    """The model shipped with the package (trained by this project; see its sidecar)."""
+    return Path(str(resources.files("mnist_cnn") / "bundled" / "cnn-50epochs.npz"))
+
+
+def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults.TOP,
+            device: str = defaults.DEVICE, engine: str = defaults.INFERENCE_ENGINE,
+            errors: str = "raise") -> list[Any]:
+    """Classify one image or many.
+
+    Parameters
+    ----------
+    images : path, PIL image, array, or a list of them
+        Each is preprocessed with :func:`~mnist_cnn.reading.images.preprocess_image`; an array
+        of shape (N, 1, 28, 28) is taken as network inputs already (like ``X_test``).
+    weights : Weights, list of numpy.ndarray or path, optional
+        Default: the model bundled with the package (:func:`bundled_weights_path`).
+    top : int
+        How many digits to list in ``Prediction.top`` (1 to 10).
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    engine : str
+        The inference engine; ``auto`` classifies a few images with numpy (no PyTorch
+        import: a fast start) and many with PyTorch (see :func:`mnist_cnn.nets.engines.choose`).
+    errors : {"raise", "return"}
+        What an image that cannot be used gives: an :class:`ImageError` raised, or the
+        error in its place in the returned list (the other images are classified).
+
+    Returns
+    -------
+    list of Prediction
+        One per image, in order (or an ImageError where one failed, with
+        ``errors="return"``).
+
+    Raises
+    ------
+    ImageError
+        If an image cannot be read or holds no digit (the message names it).
+
+    Examples
+    --------
+    >>> [p.digit for p in predict(["three.png", "seven.jpg"])]  # doctest: +SKIP
+    [3, 7]
+    """
+    from PIL import Image
+
+    if errors not in ("raise", "return"):
+        raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+    if not 1 <= top <= 10:
+        raise ValueError(f"top must be between 1 and 10, got {top}")
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        if images.shape[1:] != (1, 28, 28):
+            raise ImageError(f"a batch array must have shape (N, 1, 28, 28), got "
+                             f"{images.shape}")
+        inputs = list(np.asarray(images, np.float32)[:, 0])
+        names = [f"image {i}" for i in range(len(images))]
+    else:
+        single = isinstance(images, (str, os.PathLike, np.ndarray, Image.Image))
+        items = [images] if single else list(images)
+        names = [describe(item) for item in items]
+        inputs = []
+        for item in items:
+            try:
+                inputs.append(preprocess_image(item))
+            except ImageError as exc:
+                if errors == "raise":
+                    raise
+                inputs.append(exc)
+    good = [x for x in inputs if not isinstance(x, ImageError)]
+    weights = weights if weights is not None else bundled_weights_path()
+    batch = np.stack(good)[:, None] if good else np.zeros((0, 1, 28, 28), np.float32)
+    proba = iter(predict_proba(weights, batch, device=device, engine=engine))
+    results: list[Any] = []
+    for name, x in zip(names, inputs, strict=True):
+        if isinstance(x, ImageError):
+            results.append(x)
+            continue
+        p = next(proba)
+        order = np.argsort(-p, kind="stable")[:top]
+        results.append(Prediction(name, int(order[0]), float(p[order[0]]),
+                                  [(int(d), float(p[d])) for d in order], x))
+    return results

@@ -1,0 +1,303 @@
+"""Find the digits of a written number: characters in rows, and where touching ones part.
+
+A number written on paper is a row of digits (or several rows), each one or a few
+pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
+
+* the page's ink is found as for one digit (:func:`mnist_cnn.reading.ink.map_ink`), and its
+  pieces (:func:`mnist_cnn.reading.ink.ink_pieces`);
+* pieces stacked over each other are one character (:func:`find_characters`);
+* characters that share a height band form a row; rows read top to bottom, characters
+  left to right; dots and dust far smaller than the digits are left out;
+* a character may be two or more digits: written close, with a stroke over the other
+  (:func:`piece_splits` parts its pieces), or touching (:func:`cut_candidates` lists
+  the columns where its ink is thinnest, :func:`split` parts it there).
+  :func:`character_image` gives any character or part in MNIST's format; which parting
+  is right is for the network to say (:func:`mnist_cnn.reading.numbers.read_number`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mnist_cnn.reading.ink import InkMap, Piece, digit_ink, ink_pieces
+from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
+
+__all__ = ["PART", "Character", "Page", "character_image", "cut_candidates", "find_characters",
+           "piece_splits", "read_page", "split"]
+
+#: Pieces are one character when they overlap horizontally by half the narrower one
+#: and lie within this fraction of the taller one's height of each other vertically.
+_STACK_GAP = 0.3
+#: A character under this fraction of its row's height is part of a neighbour (a 5's
+#: bar written apart), or dust; so is any part of a parted character.
+PART = 0.5
+#: A faint piece of ink is a digit when it is this much of its row's height.
+_FAINT = 0.6
+#: A character at least this many row heights wide may be touching digits.
+_MAY_TOUCH = 0.75
+
+
+@dataclass(frozen=True)
+class Character:
+    """One character of a number: one digit, or touching digits not yet parted.
+
+    Attributes
+    ----------
+    labels : tuple of int
+        Its pieces' numbers in :attr:`Page.labels`.
+    bbox : tuple of int
+        ``(top, left, bottom, right)`` in the page's pixels, bottom and right excluded.
+    """
+
+    labels: tuple[int, ...]
+    bbox: tuple[int, int, int, int]
+
+    @property
+    def height(self) -> int:
+        return self.bbox[2] - self.bbox[0]
+
+    @property
+    def width(self) -> int:
+        return self.bbox[3] - self.bbox[1]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page's ink and its characters, in rows.
+
+    Attributes
+    ----------
+    ink : InkMap
+        The ink found (:func:`mnist_cnn.reading.ink.map_ink`).
+    labels : numpy.ndarray
+        int: each pixel's piece of ink.
+    rows : list of list of Character
+        Top to bottom; each row left to right.
+    pieces : dict
+        Each piece of ink (:class:`mnist_cnn.reading.ink.Piece`) by its number.
+    """
+
+    ink: InkMap
+    labels: np.ndarray
+    rows: list[list[Character]]
+    pieces: dict[int, Piece]
+
+    def row_height(self, row: int) -> float:
+        """The median height of a row's characters."""
+        return float(np.median([c.height for c in self.rows[row]]))
+
+
+def _union(pieces: list[Piece], together) -> list[list[Piece]]:
+    """Pieces in groups: ``together(a, b)`` puts two pieces in one group."""
+    group = list(range(len(pieces)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i in range(len(pieces)):
+        for j in range(i + 1, len(pieces)):
+            if together(pieces[i], pieces[j]):
+                group[root(i)] = root(j)
+    out: dict[int, list[Piece]] = {}
+    for i, piece in enumerate(pieces):
+        out.setdefault(root(i), []).append(piece)
+    return list(out.values())
+
+
+def _stacked(a: Piece, b: Piece) -> bool:
+    """Whether two pieces are parts of one character: one over the other."""
+    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+    narrower = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    gap = max(a.bbox[0], b.bbox[0]) - min(a.bbox[2], b.bbox[2])
+    taller = max(a.bbox[2] - a.bbox[0], b.bbox[2] - b.bbox[0])
+    return overlap >= 0.5 * narrower and gap <= _STACK_GAP * taller
+
+
+def _character(group: list[Piece]) -> Character:
+    return Character(tuple(p.label for p in group),
+                     (min(p.bbox[0] for p in group), min(p.bbox[1] for p in group),
+                      max(p.bbox[2] for p in group), max(p.bbox[3] for p in group)))
+
+
+def _rows(characters: list[Character]) -> list[list[Character]]:
+    """Characters in rows: each joins the row whose height band holds its middle."""
+    rows: list[list[Character]] = []
+    for c in sorted(characters, key=lambda c: -c.height):  # tall ones set the bands
+        middle = (c.bbox[0] + c.bbox[2]) / 2
+        for row in rows:
+            top = np.median([r.bbox[0] for r in row])
+            bottom = np.median([r.bbox[2] for r in row])
+            if top <= middle <= bottom:
+                row.append(c)
+                break
+        else:
+            rows.append([c])
+    rows.sort(key=lambda row: np.median([(c.bbox[0] + c.bbox[2]) / 2 for c in row]))
+    return [sorted(row, key=lambda c: c.bbox[1]) for row in rows]
+
+
+def find_characters(mask: np.ndarray, ink: np.ndarray
+                    ) -> tuple[np.ndarray, list[Piece], list[list[Character]]]:
+    """The characters of a number, in rows.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Where the ink is (bool).
+    ink : numpy.ndarray
+        Its intensity.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int: each pixel's piece of ink (:func:`mnist_cnn.reading.ink.ink_pieces`).
+    pieces : list of Piece
+        The pieces.
+    rows : list of list of Character
+        Top to bottom; each left to right. A character under half its row's height
+        is joined to the nearest one within a third of a height (a 5's bar written
+        apart), or left out (a dot, dust).
+    """
+    labels, pieces = ink_pieces(mask, ink)
+    characters = [_character(g) for g in _union(pieces, _stacked)]
+    return labels, pieces, [_with_small_parts_joined(row) for row in _rows(characters)]
+
+
+def _with_small_parts_joined(row: list[Character]) -> list[Character]:
+    """A row whose characters far shorter than the row's digits are joined to the
+    nearest character within a third of a height, or left out (dust)."""
+    height = float(np.median([c.height for c in row]))
+    full = [c for c in row if c.height >= PART * height]
+    for small in (c for c in row if c.height < PART * height):
+        near = min(full, key=lambda c: _gap(c, small))
+        if _gap(near, small) <= height / 3:
+            full[full.index(near)] = _character_of(near, small)
+    return sorted(full, key=lambda c: c.bbox[1])
+
+
+def _gap(a: Character, b: Character) -> int:
+    """The horizontal distance between two characters' boxes (0 if they overlap)."""
+    return max(a.bbox[1] - b.bbox[3], b.bbox[1] - a.bbox[3], 0)
+
+
+def _character_of(a: Character, b: Character) -> Character:
+    return Character(a.labels + b.labels, (min(a.bbox[0], b.bbox[0]), min(a.bbox[1], b.bbox[1]),
+                                           max(a.bbox[2], b.bbox[2]), max(a.bbox[3], b.bbox[3])))
+
+
+def read_page(grey: np.ndarray, name: str) -> Page:
+    """A greyscale page's ink and characters (:func:`mnist_cnn.reading.ink.map_ink`,
+    :func:`find_characters`).
+
+    Raises
+    ------
+    ImageError
+        If no ink stands out of the paper.
+    """
+    from dataclasses import replace
+
+    from mnist_cnn.reading.ink import map_ink
+
+    page = map_ink(grey, name)
+    labels, pieces, rows = find_characters(page.mask, page.seen)
+    faint = _faint_digits(page, rows)
+    if faint.any():
+        page = replace(page, mask=page.mask | faint)
+        labels, pieces, rows = find_characters(page.mask, page.seen)
+    return Page(page, labels, rows, {p.label: p for p in pieces})
+
+
+def _faint_digits(page: InkMap, rows: list[list[Character]]) -> np.ndarray:
+    """Digits written fainter than the others (a lighter pen, a stroke in shadow): ink
+    above a third of the page's higher threshold, apart from the ink found, in pieces
+    as tall as the digits of a row (most of its height, its middle in the row)."""
+    from mnist_cnn.reading.ink import faint_ink
+
+    labels, pieces = ink_pieces(faint_ink(page) & ~page.mask, page.seen)
+    found = np.zeros_like(page.mask)
+    bands = [(min(c.bbox[0] for c in row), max(c.bbox[2] for c in row),
+              float(np.median([c.height for c in row]))) for row in rows]
+    for piece in pieces:
+        top, _, bottom, _ = piece.bbox
+        middle = (top + bottom) / 2
+        if any(t <= middle <= b and bottom - top >= _FAINT * h for t, b, h in bands):
+            found |= labels == piece.label
+    return found
+
+
+def cut_candidates(page: Page, character: Character, row_height: float,
+                   limit: int = 3) -> list[int]:
+    """Columns where a character may be touching digits to part, thinnest ink first.
+
+    Only a character at least 0.75 row heights wide is a candidate. The columns are
+    the local minima of its ink's thickness (pixels per column, lightly smoothed) in its
+    middle, leaving each part at least a quarter of a row height.
+
+    Returns
+    -------
+    list of int
+        Page columns, for :func:`split`.
+    """
+    from scipy import ndimage
+
+    top, left, bottom, right = character.bbox
+    if character.width < _MAY_TOUCH * row_height:
+        return []
+    pixels = np.isin(page.labels[top:bottom, left:right], character.labels)
+    thickness = ndimage.uniform_filter1d(pixels.sum(axis=0).astype(float), 3)
+    margin = max(2, int(0.25 * row_height))
+    inner = np.arange(margin, character.width - margin)
+    if not len(inner):
+        return []
+    t = thickness[inner]
+    lower = np.r_[True, t[1:] <= t[:-1]] & np.r_[t[:-1] <= t[1:], True]
+    minima = inner[lower]
+    minima = minima[np.argsort(thickness[minima], kind="stable")]
+    chosen: list[int] = []
+    for column in minima:  # one per valley: skip neighbours of a chosen column
+        if all(abs(column - c) > margin // 2 for c in chosen):
+            chosen.append(int(column))
+        if len(chosen) == limit:
+            break
+    return [left + c for c in chosen]
+
+
+def piece_splits(page: Page, character: Character) -> list[tuple[Character, Character]]:
+    """A character of several pieces parted between them, left to right: each way of
+    taking the leftmost pieces (by their middles) as one character and the rest as
+    another (digits written close, one's stroke reaching over the other's)."""
+    if len(character.labels) < 2:
+        return []
+    pieces = sorted((page.pieces[label] for label in character.labels),
+                    key=lambda p: p.centroid[1])
+    return [(_character(pieces[:i]), _character(pieces[i:])) for i in range(1, len(pieces))]
+
+
+def split(page: Page, character: Character, column: int) -> tuple[Character, Character]:
+    """A character parted at a page column: its columns before it, and from it on, each
+    box fitted to its ink."""
+    top, left, bottom, right = character.bbox
+    pixels = np.isin(page.labels[top:bottom, left:right], character.labels)
+    parts = []
+    for start, stop in ((left, column), (column, right)):
+        rows = np.flatnonzero(pixels[:, start - left:stop - left].any(axis=1))
+        parts.append(Character(character.labels, (top + int(rows[0]), start,
+                                                  top + int(rows[-1]) + 1, stop)))
+    return parts[0], parts[1]
+
+
+def character_image(page: Page, character: Character) -> np.ndarray:
+    """A character (its pieces, within its box's columns) as the network's 28x28 input
+    (:func:`mnist_cnn.reading.ink.digit_ink`, :func:`mnist_cnn.reading.mnist_format.mnist_format`)."""
+    columns = np.zeros(page.labels.shape[1], bool)
+    columns[character.bbox[1]:character.bbox[3]] = True
+    pixels = np.isin(page.labels, character.labels) & columns
+    ink = digit_ink(page.ink, pixels) * columns
+    if not (ink > 0).any():  # a sliver of a stroke, faded away by the smoothing
+        return np.zeros((28, 28), np.float32)
+    return mnist_format(crop_to_ink(ink))
