@@ -6,79 +6,33 @@ values in its ``--help``, so a default is changed by changing one line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a network is trained, apart from its layers.
-
-    Attributes
-    ----------
-    name : str
-        ``tutorial`` or ``fast``.
-    num_epochs, batch_size : int
-        Passes over the training set, and images per update.
-    learning_rate : float
-        The step size (for ``adam``, its peak).
-    momentum : float
-        Nesterov's momentum (for ``adam``, its first beta).
-    rule : {"nesterov", "adam"}
-        Lasagne's ``nesterov_momentum``, or Adam with betas (momentum, 0.999), its
-        learning rate rising linearly from 0 over the first quarter of the run's steps
-        and falling linearly to 0 over the rest (resuming with more epochs stretches the
-        rest of that schedule).
-    dropout : bool
-        Whether the network's dropout layers drop during training.
-    schedule : {"constant", "cosine"}
-        Nesterov momentum's learning rate: constant (the tutorial's), or falling from
-        ``learning_rate`` to 0 along half a cosine over the run's steps.
-    augment : bool
-        Transform every training batch afresh (see :mod:`mnist_cnn.training.augment`).
-    seed : int
-        Seeds the augmentation's random transforms.
-    shards : int
-        Each batch's gradient is the sum, in a fixed order, of the gradients of this many
-        fixed slices of the batch, each computed on one thread: the threads that run
-        them change the time, never the sum (see :func:`shards_for`).
-    floatx : {"float32", "float64"}
-        Theano's ``floatX``: the precision of the weights and the arithmetic (float64
-        on the numpy and lasagne engines only).
-    """
-
-    name: str
-    num_epochs: int
-    batch_size: int
-    learning_rate: float
-    momentum: float
-    rule: str = "nesterov"
-    dropout: bool = True
-    schedule: str = "constant"
-    augment: bool = False
-    seed: int = 0
-    shards: int = 1
-    floatx: str = "float32"
-
-
-#: The tutorial's recipe at the blog's settings, and a modern recipe for the same layers
-#: that reaches 99 % sooner (it is not the tutorial's).
+#: The named ways to train the same layers: the tutorial's (Lasagne's
+#: ``nesterov_momentum`` with dropout, at the blog's settings) and a modern one that reaches
+#: 99 % sooner (it is not the tutorial's: Adam with betas (momentum, 0.999), its learning
+#: rate rising linearly from 0 over the first quarter of the run's steps and falling
+#: linearly to 0 over the rest, and no dropout). ``rule`` and ``dropout`` belong to the
+#: recipe; the other values are the defaults of the run's settings of those names
+#: (:class:`mnist_cnn.training.settings.Settings`).
 RECIPES = {
-    "tutorial": Recipe("tutorial", num_epochs=5, batch_size=50, learning_rate=0.01,
-                       momentum=0.9),
-    "fast": Recipe("fast", num_epochs=2, batch_size=192, learning_rate=4e-3, momentum=0.9,
-                   rule="adam", dropout=False),
+    "tutorial": {"rule": "nesterov", "dropout": True, "num_epochs": 5, "batch_size": 50,
+                 "learning_rate": 0.01, "momentum": 0.9},
+    "fast": {"rule": "adam", "dropout": False, "num_epochs": 2, "batch_size": 192,
+             "learning_rate": 4e-3, "momentum": 0.9},
 }
 RECIPE = "tutorial"
+#: Nesterov momentum's learning rate: constant (the tutorial's), or falling from the
+#: learning rate to 0 along half a cosine over the run's steps.
 SCHEDULES = ("constant", "cosine")
+SCHEDULE = "constant"
 
 #: The network (the tutorial's names: ``cnn``, ``mlp``, ``custom_mlp:D,W,DI,DH``).
 MODEL = "cnn"
 #: The blog's run: 5 epochs at batch size 50 (the tutorial's ``mnist.py`` used 500), with
 #: Lasagne's ``nesterov_momentum`` settings in the tutorial.
-EPOCHS = RECIPES["tutorial"].num_epochs
-BATCH_SIZE = RECIPES["tutorial"].batch_size
-LEARNING_RATE = RECIPES["tutorial"].learning_rate
-MOMENTUM = RECIPES["tutorial"].momentum
+EPOCHS = RECIPES["tutorial"]["num_epochs"]
+BATCH_SIZE = RECIPES["tutorial"]["batch_size"]
+LEARNING_RATE = RECIPES["tutorial"]["learning_rate"]
+MOMENTUM = RECIPES["tutorial"]["momentum"]
 #: Seeds the initialisation, the batch order and the dropout masks.
 SEED = 0
 #: Where to compute: ``auto`` picks CUDA when PyTorch sees a GPU.

@@ -1,5 +1,6 @@
-"""SIGTERM handled the way Ctrl-C is: an exception that unwinds, so that files being
-written are left whole (see :func:`mnist_cnn.storage.files.atomic_write`) and a message is shown.
+"""Signals, in one place: SIGTERM handled the way Ctrl-C is (an exception that unwinds,
+so that files being written are left whole and a message is shown), and both held off
+while files are renamed into place (see :func:`mnist_cnn.storage.files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Terminated", "sigterm_as_interrupt"]
+__all__ = ["Terminated", "deferred_signals", "sigterm_as_interrupt"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,3 +36,30 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    Only in the main thread (where Python runs signal handlers); elsewhere a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    kinds = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {s: signal.getsignal(s) for s in kinds}
+    for s in kinds:
+        signal.signal(s, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for number, frame in caught[:1]:
+            handler = previous[number]
+            if callable(handler):
+                handler(number, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import platform
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mnist_cnn.nets.spec import Weights
+
+if TYPE_CHECKING:
+    from mnist_cnn.training.settings import Settings
 
 __all__ = ["EpochStats", "Evaluation", "TrainResult"]
 
@@ -36,13 +39,41 @@ class EpochStats:
     val_accuracy: float
     seconds: float
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The fields' names, in order: the columns of ``history.csv`` and the keys of a
+        history record."""
+        return tuple(f.name for f in fields(cls))
+
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Mean cross-entropy loss and accuracy (0..1) of a deterministic pass."""
+    """Mean cross-entropy loss and accuracy (0..1) of a deterministic pass.
+
+    Attributes
+    ----------
+    loss, accuracy : float
+    per_digit : tuple of (int, int)
+        For each digit 0 to 9, how many of its images were read right and how many
+        there were (empty where not counted).
+    """
 
     loss: float
     accuracy: float
+    per_digit: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_proba(cls, proba: np.ndarray, y: np.ndarray) -> Evaluation:
+        """The evaluation of class probabilities (N, 10) for labels ``y``, with the
+        per-digit counts."""
+        y = np.asarray(y, np.int64)
+        if len(y) == 0:
+            return cls(0.0, 0.0)
+        picked = np.maximum(proba[np.arange(len(y)), y], np.finfo(np.float32).tiny)
+        right = proba.argmax(axis=1) == y
+        per_digit = tuple((int(right[y == d].sum()), int((y == d).sum())) for d in range(10))
+        return cls(float(-np.log(picked.astype(np.float64)).mean()), float(right.mean()),
+                   per_digit)
 
 
 @dataclass
@@ -58,9 +89,8 @@ class TrainResult:
         One entry per epoch.
     test_loss, test_accuracy : float
         On the 10,000 test images, after the last epoch.
-    config : dict
-        The settings (model, engine, num_epochs, batch_size, learning_rate, momentum,
-        seed).
+    settings : Settings
+        The run's settings, every one (:class:`mnist_cnn.training.settings.Settings`).
     device : str
         Where the run computed.
     versions : dict
@@ -71,7 +101,7 @@ class TrainResult:
     history: list[EpochStats]
     test_loss: float
     test_accuracy: float
-    config: dict[str, Any]
+    settings: Settings
     device: str
     versions: dict[str, str] = field(default_factory=dict)
     created: str = field(
@@ -86,7 +116,12 @@ class TrainResult:
     @property
     def engine(self) -> str:
         """The engine that trained it."""
-        return self.config["engine"]
+        return self.settings.engine
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (as the sidecar's ``hyperparameters``)."""
+        return self.settings.to_dict()
 
     def metadata(self) -> dict[str, Any]:
         """The JSON-ready description saved in the weights file's sidecar."""

@@ -26,17 +26,17 @@ import torch
 
 from mnist_cnn import defaults, load_dataset
 from mnist_cnn.nets import mrg
-from mnist_cnn.nets.engines.pytorch.engine import TorchTrainer
+from mnist_cnn.nets.engines.pytorch.trainer import TorchTrainer
 from mnist_cnn.nets.spec import initialise
 from mnist_cnn.storage.mnist_data import minibatch_indices
+from mnist_cnn.training.settings import Settings
 
 
 def trainer(batch_size: int, sharded: bool, data: tuple) -> TorchTrainer:
     weights, seeds = initialise("cnn", np.random.RandomState(0))
-    recipe = dataclasses.replace(defaults.RECIPES["tutorial"], batch_size=batch_size,
-                                 shards=defaults.shards_for(batch_size) if sharded else 1)
-    made = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds], recipe, "cpu",
-                        data, threads="auto")
+    settings = Settings.of(batch_size=batch_size, device="cpu", threads="auto",
+                           shards=defaults.shards_for(batch_size) if sharded else 1)
+    made = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds], settings, data)
     if not sharded:  # the step as it was: PyTorch's own threads on the whole batch
         torch.set_num_threads(made.lanes.before)
     return made

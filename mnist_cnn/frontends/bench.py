@@ -95,16 +95,16 @@ def _our_train(data_dir: str | os.PathLike | None, batch_size: int, batches: int
                device: str) -> float:
     """Images per second of this project's training step (the trainer that train() runs)."""
     from mnist_cnn.nets import mrg
-    from mnist_cnn.nets.engines.pytorch.engine import TorchTrainer
+    from mnist_cnn.nets.engines.pytorch.trainer import TorchTrainer
     from mnist_cnn.nets.spec import initialise
     from mnist_cnn.storage.mnist_data import minibatch_indices
-    from mnist_cnn.training.loop import Settings
+    from mnist_cnn.training.settings import Settings
 
     X, y = _training_data(data_dir)
     rng = np.random.RandomState(0)
     weights, seeds = initialise("cnn", rng)
-    recipe = Settings.of(batch_size=batch_size).updates()  # as train() sets it up
-    trainer = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds], recipe, device,
+    settings = Settings.of(batch_size=batch_size, device=device)  # as train() sets it up
+    trainer = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds], settings,
                            (X, y, X[:1], y[:1]))
     time.sleep(0.2)  # a first measure of the cores other processes use
     order = minibatch_indices(len(X), batch_size, shuffle=True, rng=rng)

@@ -81,6 +81,8 @@ def _threads(text: str) -> int | str:
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
+    from mnist_cnn.nets.engines import FLOAT64_ENGINES
+
     parser.add_argument("--threads", type=_threads, metavar="N|auto",
                         help="CPU threads: auto fits them to the cores other processes leave "
                              "free; a number fixes them; either way the same seed gives the "
@@ -93,36 +95,28 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
                              f"{defaults.SHARD_IMAGES} images, at most {defaults.MAX_SHARDS})")
     parser.add_argument("--floatx", choices=list(defaults.FLOATXS),
                         help="precision of weights and arithmetic, Theano's floatX; float64 "
-                             f"on the numpy and lasagne engines (default: {defaults.FLOATX})")
+                             f"on the {' and '.join(FLOAT64_ENGINES)} engines (default: "
+                             f"{defaults.FLOATX})")
 
 
 def _add_engine(parser: argparse.ArgumentParser, training: bool) -> None:
-    from mnist_cnn.nets.engines import INFERENCE_ENGINES, TRAINING_ENGINES
+    from mnist_cnn.nets.engines import INFERENCE_ENGINES, TRAINING_ENGINES, describe
 
     if training:
         parser.add_argument(
             "--engine", choices=TRAINING_ENGINES,
-            help="pytorch; theano: the tutorial's symbolic program on PyTensor (needs pip "
-                 "install 'mnist-cnn[theano]'); lasagne: the real Theano 0.8.2 and Lasagne "
-                 "0.1 (needs mnist-cnn legacy setup); numpy: Lasagne's layers in numpy, the "
-                 "slow reference; all but pytorch on the CPU only (default: "
-                 f"{defaults.ENGINE}, or the checkpoint's when resuming)")
+            help=f"{describe()} (default: {defaults.ENGINE}, or the checkpoint's when "
+                 "resuming)")
     else:
         parser.add_argument(
             "--engine", default=defaults.INFERENCE_ENGINE, choices=INFERENCE_ENGINES,
             help="which engine computes: auto uses numpy for a few images and PyTorch for "
-                 f"many (default: {defaults.INFERENCE_ENGINE})")
+                 f"many; {describe()} (default: {defaults.INFERENCE_ENGINE})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mnist-cnn`` and its subcommands."""
-    parser = _Parser(
-        prog=PROG,
-        description="The Lasagne/Theano MNIST CNN tutorial, reproduced faithfully.",
-        epilog="Run `mnist-cnn COMMAND --help` for a command's options.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+# ------------------------------------------------------------------------ commands
 
+def _download_arguments(sub: Any) -> None:
     p = sub.add_parser("download", help="fetch and verify the MNIST files",
                        description="Download the four MNIST files (hash-checked, mirrors "
                                    "tried in order) unless already present and intact, "
@@ -136,6 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up on a server silent for this long "
                         f"(default: {defaults.DOWNLOAD_TIMEOUT:g})")
 
+
+def _download(args: argparse.Namespace) -> int:
+    from mnist_cnn.storage.mnist_data import MIRRORS, download_mnist
+
+    paths = download_mnist(args.data_dir, mirrors=args.mirror or MIRRORS,
+                           timeout=args.timeout)
+    for path in paths.values():
+        print(path)
+    print(f"MNIST files verified in {Path(next(iter(paths.values()))).parent}")
+    return 0
+
+
+def _train_arguments(sub: Any) -> None:
     p = sub.add_parser(
         "train", help="train a network and save model.npz",
         description="Train one of the tutorial's networks on MNIST and write model.npz "
@@ -156,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transform every training batch afresh (rotation, scale, shear, "
                         "shift, elastic distortion, stroke width) for a model that reads "
                         "real people's digits; pytorch engine only (default: off)")
-    p.add_argument("--lr-schedule", choices=list(defaults.SCHEDULES), dest="lr_schedule",
+    p.add_argument("--lr-schedule", choices=list(defaults.SCHEDULES), dest="schedule",
                    help="the learning rate: constant (the tutorial's), or cosine: falling to "
                         "0 along half a cosine over the run (default: constant)")
     p.add_argument("--epochs", type=_whole(1), dest="num_epochs", metavar="N",
@@ -184,6 +191,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "raised)")
     _add_data_dir(p)
 
+
+def _train(args: argparse.Namespace) -> int:
+    from mnist_cnn.storage.runs import RunFolder
+    from mnist_cnn.training.loop import resume, train
+    from mnist_cnn.training.settings import Settings
+
+    given = {name: value for name in Settings.names()
+             if (value := getattr(args, name, None)) is not None}
+    _output_folder(args.out, "--out")
+    run = RunFolder(args.out)
+    if args.resume:
+        if not run.checkpoint.is_file():
+            raise MnistCnnError(f"no checkpoint at {run.checkpoint}: nothing to resume "
+                                "(train without --resume to start a new run)")
+        settings = None
+    else:  # every setting checked before the folder is made or the data loaded
+        settings = Settings.of(given.pop("recipe", None), **given)
+        settings.validate()
+    run.prepare()
+    try:
+        if settings is None:
+            result = resume(run.checkpoint, **given, data_dir=args.data_dir)
+        else:
+            result = train(settings, data_dir=args.data_dir, checkpoint=run.checkpoint)
+    except BaseException:
+        run.discard_if_unused()
+        raise
+    paths = run.save(result)
+    print(f"Saved {paths['model']} (sidecar {paths['metadata'].name}, "
+          f"{paths['history'].name}) in {run.folder}")
+    return 0
+
+
+def _evaluate_arguments(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="test loss, accuracy and per-digit counts",
                        description="Evaluate a weights file (ours or the original "
                                    "tutorial's model.npz) on the 10,000 MNIST test images.")
@@ -193,6 +234,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine(p, training=False)
     _add_data_dir(p)
 
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mnist_cnn.nets.inference import predict_proba
+    from mnist_cnn.results import Evaluation
+    from mnist_cnn.storage.mnist_data import load_dataset
+    from mnist_cnn.storage.weights_file import load_weights
+
+    weights = load_weights(args.weights)
+    *_, X_test, y_test = load_dataset(args.data_dir)
+    result = Evaluation.from_proba(
+        predict_proba(weights, X_test, device=args.device, engine=args.engine), y_test)
+    print(f"Weights: {args.weights}")
+    print(f"  test loss:\t\t\t{result.loss:.6f}")
+    print(f"  test accuracy:\t\t{result.accuracy * 100:.2f} %")
+    print("  digit  correct  total  accuracy")
+    for digit, (correct, total) in enumerate(result.per_digit):
+        print(f"  {digit:>5}  {correct:>7}  {total:>5}  {correct / max(total, 1) * 100:7.2f} %")
+    return 0
+
+
+def _visualize_arguments(sub: Any) -> None:
     p = sub.add_parser(
         "visualize", help="figures: kernels, feature maps, history, confusion, errors",
         description="Write kernels.png, feature_maps_c1.png, feature_maps_c2.png, "
@@ -214,146 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     _add_data_dir(p)
 
-    p = sub.add_parser(
-        "predict", help="recognise digits in your own images",
-        description="Classify images of single handwritten digits (photos, scans, "
-                    "drawings): each is preprocessed the way MNIST was made, then fed to "
-                    "the network. One line per image; the exit code is 1 if any image "
-                    "could not be read.")
-    p.add_argument("images", nargs="+", metavar="FILE|DIR|GLOB",
-                   help="image files, folders of images, or glob patterns")
-    p.add_argument("--weights", metavar="FILE", type=_path,
-                   help="a model.npz (ours or the original tutorial's) (default: the model "
-                        "bundled with the package)")
-    p.add_argument("--top", type=_whole(1, 10), default=defaults.TOP, metavar="K",
-                   help=f"list the K most probable digits, 1 to 10 (default: {defaults.TOP})")
-    p.add_argument("--number", action="store_true",
-                   help="read each image as a whole number written in a row (or rows): "
-                        "print its digits left to right with a probability each")
-    p.add_argument("--json", action="store_true", help="print one JSON array instead")
-    p.add_argument("--save-preprocessed", metavar="DIR", type=_path,
-                   help="also write the 28x28 image the network saw, enlarged, to DIR")
-    _add_device(p)
 
-    p = sub.add_parser(
-        "draw", help="a local web page: draw a digit and see what the network reads",
-        description="Start a local web server with a page where you draw a digit (mouse, pen "
-                    "or finger) or drop an image, and see the network's answer with its ten "
-                    "probabilities, the 28x28 image it saw and its 32 C1 feature maps. "
-                    "Stop with Ctrl-C.")
-    p.add_argument("--weights", metavar="FILE", type=_path,
-                   help="a cnn's model.npz (default: the model bundled with the package)")
-    p.add_argument("--host", default=defaults.DRAW_HOST, metavar="ADDRESS",
-                   help=f"address to listen on (default: {defaults.DRAW_HOST}, this machine "
-                        "only; another address lets other machines in, with a warning)")
-    p.add_argument("--port", type=_whole(0, 65535), default=defaults.DRAW_PORT, metavar="N",
-                   help="port to listen on (default: 0, a free one)")
-    p.add_argument("--no-browser", action="store_true",
-                   help="do not open the page in the default browser")
-
-    p = sub.add_parser(
-        "legacy", help="set up the real Theano 0.8.2 and Lasagne 0.1 (engine lasagne)",
-        description="The lasagne engine runs the tutorial's program on the real Theano "
-                    "0.8.2 and Lasagne 0.1, which need a Python 3.6 to 3.9 and numpy 1.x. "
-                    "`mnist-cnn legacy setup` finds such a Python (pyenv, uv, python3.9 ... "
-                    "on the PATH), builds a virtual environment with pinned versions in the "
-                    "cache folder, points Theano at numpy's OpenBLAS, and proves it with a "
-                    "small compiled function.")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = actions.add_parser("setup", help="build the legacy environment (needs the internet)",
-                           description="Build (or rebuild) the legacy environment.")
-    q.add_argument("--python", metavar="PATH", type=_path,
-                   help="the Python 3.6 to 3.9 to use (default: the best one found)")
-
-    p = sub.add_parser(
-        "bench", help="measure speed against the plain PyTorch way",
-        description="Measure, in one run: training images/s at batch 50 and 500 for the "
-                    "plain PyTorch loop (DataLoader, nn.Sequential, SGD) and for this "
-                    "project's trainer; inference images/s; the machine's matrix-multiply "
-                    "rate; one `mnist-cnn predict` as a fresh process; load_dataset() cold "
-                    "and warm; on CUDA also the blog's 5-epoch run. Each training and "
-                    "inference measure runs in a fresh process.")
-    p.add_argument("--quick", action="store_true",
-                   help="a few batches only: checks that it runs, not speed")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    _add_device(p)
-    _add_data_dir(p)
-    return parser
-
-
-# ------------------------------------------------------------------------ commands
-
-def _cmd_download(args: argparse.Namespace) -> int:
-    from mnist_cnn.storage.mnist_data import MIRRORS, download_mnist
-
-    paths = download_mnist(args.data_dir, mirrors=args.mirror or MIRRORS,
-                           timeout=args.timeout)
-    for path in paths.values():
-        print(path)
-    print(f"MNIST files verified in {Path(next(iter(paths.values()))).parent}")
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from mnist_cnn.storage.runs import RunFolder
-    from mnist_cnn.training.loop import Settings, resume, train
-
-    given = {key: value for key in ("model", "engine", "num_epochs", "batch_size",
-                                    "learning_rate", "momentum", "seed", "recipe", "augment",
-                                    "lr_schedule", "shards", "floatx", "device", "threads")
-             if (value := getattr(args, key)) is not None}
-    _output_folder(args.out, "--out")
-    run = RunFolder(args.out)
-    if args.resume:
-        if "lr_schedule" in given:
-            given["schedule"] = given.pop("lr_schedule")
-        if not run.checkpoint.is_file():
-            raise MnistCnnError(f"no checkpoint at {run.checkpoint}: nothing to resume "
-                                "(train without --resume to start a new run)")
-    else:  # every setting checked before the folder is made or the data loaded
-        settings = {("schedule" if k == "lr_schedule" else k): v for k, v in given.items()}
-        Settings.of(**settings).validate()
-    run.prepare()
-    try:
-        if args.resume:
-            result = resume(run.checkpoint, **given, data_dir=args.data_dir)
-        else:
-            result = train(**given, data_dir=args.data_dir, checkpoint=run.checkpoint)
-    except BaseException:
-        run.discard_if_unused()
-        raise
-    paths = run.save(result)
-    print(f"Saved {paths['model']} (sidecar {paths['metadata'].name}, "
-          f"{paths['history'].name}) in {run.folder}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from mnist_cnn.nets.engines.reference import evaluation_from_proba
-    from mnist_cnn.nets.inference import predict_proba
-    from mnist_cnn.storage.mnist_data import load_dataset
-    from mnist_cnn.storage.weights_file import load_weights
-
-    weights = load_weights(args.weights)
-    *_, X_test, y_test = load_dataset(args.data_dir)
-    proba = predict_proba(weights, X_test, device=args.device, engine=args.engine)
-    predicted = proba.argmax(1)
-    result = evaluation_from_proba(proba, y_test)
-    print(f"Weights: {args.weights}")
-    print(f"  test loss:\t\t\t{result.loss:.6f}")
-    print(f"  test accuracy:\t\t{result.accuracy * 100:.2f} %")
-    print("  digit  correct  total  accuracy")
-    for digit in range(10):
-        mask = y_test == digit
-        correct = int(np.sum(predicted[mask] == digit))
-        print(f"  {digit:>5}  {correct:>7}  {int(mask.sum()):>5}  "
-              f"{correct / max(int(mask.sum()), 1) * 100:7.2f} %")
-    return 0
-
-
-def _cmd_visualize(args: argparse.Namespace) -> int:
+def _visualize(args: argparse.Namespace) -> int:
     from mnist_cnn.frontends.figures import (
         plot_confusion,
         plot_feature_maps,
@@ -398,6 +322,101 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict", help="recognise digits in your own images",
+        description="Classify images of single handwritten digits (photos, scans, "
+                    "drawings): each is preprocessed the way MNIST was made, then fed to "
+                    "the network. One line per image; the exit code is 1 if any image "
+                    "could not be read.")
+    p.add_argument("images", nargs="+", metavar="FILE|DIR|GLOB",
+                   help="image files, folders of images, or glob patterns")
+    p.add_argument("--weights", metavar="FILE", type=_path,
+                   help="a model.npz (ours or the original tutorial's) (default: the model "
+                        "bundled with the package)")
+    p.add_argument("--top", type=_whole(1, 10), default=defaults.TOP, metavar="K",
+                   help=f"list the K most probable digits, 1 to 10 (default: {defaults.TOP})")
+    p.add_argument("--number", action="store_true",
+                   help="read each image as a whole number written in a row (or rows): "
+                        "print its digits left to right with a probability each")
+    p.add_argument("--json", action="store_true", help="print one JSON array instead")
+    p.add_argument("--save-preprocessed", metavar="DIR", type=_path,
+                   help="also write the 28x28 image the network saw, enlarged, to DIR")
+    _add_device(p)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from mnist_cnn.errors import ImageError
+    from mnist_cnn.reading.numbers import NumberReading, read_number
+    from mnist_cnn.reading.predictions import (
+        Prediction,
+        Unreadable,
+        bundled_weights_path,
+        predict,
+    )
+    from mnist_cnn.storage.weights_file import load_weights
+
+    if args.save_preprocessed:
+        _output_folder(args.save_preprocessed, "--save-preprocessed")
+    weights = load_weights(args.weights if args.weights is not None
+                           else bundled_weights_path())
+    found = _expand_images(args.images)
+    usable = [path for path, problem in found if problem is None]
+    if args.number:
+        def read(path: str) -> NumberReading | Unreadable:
+            try:
+                return read_number(path, weights, top=args.top, device=args.device)
+            except ImageError as exc:
+                return Unreadable(path, _one_line(exc))
+
+        results = iter([read(path) for path in usable])
+    else:
+        results = iter(predict(usable, weights, top=args.top, device=args.device,
+                               errors="return"))
+    names: set[str] = set()
+    records = []
+    for path, problem in found:
+        result = Unreadable(path, f"{path}: {problem}") if problem else next(results)
+        record = {"file": path, **result.to_dict()}
+        records.append(record)
+        if isinstance(result, Unreadable):
+            if not args.json:
+                print(f"{PROG}: error: {result.error}", file=sys.stderr)
+            continue
+        digits = result.digits if isinstance(result, NumberReading) else [result]
+        if args.save_preprocessed:
+            stem = Path(path).stem or "image"
+            saved = [str(d.save_input(_unique(Path(args.save_preprocessed),
+                                              f"{stem}-{i + 1}" if args.number else stem,
+                                              names)))
+                     for i, d in enumerate(digits)]
+            record["preprocessed"] = saved if args.number else saved[0]
+        if args.json:
+            continue
+        if isinstance(result, Prediction):
+            ranked = ", ".join(f"{d} ({p:.1%})" for d, p in result.top)
+            print(f"{path}: {result.digit} ({result.probability:.1%})  top {args.top}: "
+                  f"{ranked}")
+        else:
+            each = ", ".join(f"{d.digit} {d.probability:.1%}" for d in digits)
+            print(f"{path}: {result.text}  ({each})")
+    if args.json:
+        print(json.dumps(records, indent=2))
+    return 1 if any("error" in record for record in records) else 0
+
+
+def _unique(folder: Path, stem: str, used: set[str]) -> Path:
+    """``folder/stem.png``, or ``stem-2.png``... where that name is taken in this run."""
+    name, n = f"{stem}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.png"
+    used.add(name)
+    return folder / name
+
+
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                    ".pgm", ".ppm"}
 
@@ -421,108 +440,25 @@ def _expand_images(patterns: Sequence[str]) -> list[tuple[str, str | None]]:
     return found
 
 
-def _save_preprocessed(folder: Path, source: str, image: Any, used: set[str]) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    from mnist_cnn.storage.files import atomic_write
-
-    stem = Path(source).stem or "image"
-    name, n = f"{stem}.png", 1
-    while name in used:
-        n += 1
-        name = f"{stem}-{n}.png"
-    used.add(name)
-    pixels = np.clip(np.round(image * 256), 0, 255).astype(np.uint8)
-    big = Image.fromarray(pixels).resize((280, 280), Image.Resampling.NEAREST)
-    with atomic_write(folder / name) as f:
-        big.save(f, format="PNG")
-    return folder / name
-
-
-def _output_folder(path: str | os.PathLike, option: str) -> None:
-    """Refuse an output folder that is a file, before anything is done."""
-    if Path(path).exists() and not Path(path).is_dir():
-        raise MnistCnnError(f"{option} {path} is a file, not a folder; choose a folder")
+def _draw_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "draw", help="a local web page: draw a digit and see what the network reads",
+        description="Start a local web server with a page where you draw a digit (mouse, pen "
+                    "or finger) or drop an image, and see the network's answer with its ten "
+                    "probabilities, the 28x28 image it saw and its 32 C1 feature maps. "
+                    "Stop with Ctrl-C.")
+    p.add_argument("--weights", metavar="FILE", type=_path,
+                   help="a cnn's model.npz (default: the model bundled with the package)")
+    p.add_argument("--host", default=defaults.DRAW_HOST, metavar="ADDRESS",
+                   help=f"address to listen on (default: {defaults.DRAW_HOST}, this machine "
+                        "only; another address lets other machines in, with a warning)")
+    p.add_argument("--port", type=_whole(0, 65535), default=defaults.DRAW_PORT, metavar="N",
+                   help="port to listen on (default: 0, a free one)")
+    p.add_argument("--no-browser", action="store_true",
+                   help="do not open the page in the default browser")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _digit_record(result: Any) -> dict[str, Any]:
-    record = {"digit": result.digit, "probability": result.probability,
-              "top": [{"digit": d, "probability": p} for d, p in result.top]}
-    if result.box is not None:
-        record["box"] = list(result.box)
-    return record
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    import json
-
-    from mnist_cnn.errors import ImageError
-    from mnist_cnn.reading.predictions import bundled_weights_path, predict
-    from mnist_cnn.storage.weights_file import load_weights
-
-    if args.save_preprocessed:
-        _output_folder(args.save_preprocessed, "--save-preprocessed")
-    weights = load_weights(args.weights if args.weights is not None
-                           else bundled_weights_path())
-    found = _expand_images(args.images)
-    usable = [path for path, problem in found if problem is None]
-    if args.number:
-        from mnist_cnn.reading.numbers import read_number
-
-        def read(path: str) -> Any:
-            try:
-                return read_number(path, weights, top=args.top, device=args.device)
-            except ImageError as exc:
-                return exc
-
-        results = iter([read(path) for path in usable])
-    else:
-        results = iter(predict(usable, weights, top=args.top, device=args.device,
-                               errors="return"))
-    used: set[str] = set()
-    records, failed = [], False
-    for path, problem in found:
-        result = ImageError(f"{path}: {problem}") if problem else next(results)
-        if isinstance(result, ImageError):
-            failed = True
-            records.append({"file": path, "error": _one_line(result)})
-            if not args.json:
-                print(f"{PROG}: error: {_one_line(result)}", file=sys.stderr)
-            continue
-        digits = result.digits if args.number else [result]
-        record: dict[str, Any] = {"file": path}
-        if args.number:
-            record.update(number=result.text, probability=result.probability,
-                          rows=[[_digit_record(d) for d in row] for row in result.rows])
-        else:
-            record.update(_digit_record(result))
-        if args.save_preprocessed:
-            stem = Path(path).stem
-            saved = [str(_save_preprocessed(Path(args.save_preprocessed),
-                                            f"{stem}-{i + 1}" if args.number else path,
-                                            d.image, used)) for i, d in enumerate(digits)]
-            record["preprocessed"] = saved if args.number else saved[0]
-        records.append(record)
-        if args.json:
-            continue
-        if args.number:
-            each = ", ".join(f"{d.digit} {d.probability:.1%}" for d in digits)
-            print(f"{path}: {result.text}  ({each})")
-        else:
-            ranked = ", ".join(f"{d} ({p:.1%})" for d, p in result.top)
-            print(f"{path}: {result.digit} ({result.probability:.1%})  top {args.top}: "
-                  f"{ranked}")
-    if args.json:
-        print(json.dumps(records, indent=2))
-    return 1 if failed else 0
-
-
-def _cmd_draw(args: argparse.Namespace) -> int:
+def _draw(args: argparse.Namespace) -> int:
     import webbrowser
 
     from mnist_cnn.frontends.drawing_page import make_server
@@ -543,14 +479,46 @@ def _cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_legacy(args: argparse.Namespace) -> int:
+def _legacy_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "legacy", help="set up the real Theano 0.8.2 and Lasagne 0.1 (engine lasagne)",
+        description="The lasagne engine runs the tutorial's program on the real Theano "
+                    "0.8.2 and Lasagne 0.1, which need a Python 3.6 to 3.9 and numpy 1.x. "
+                    "`mnist-cnn legacy setup` finds such a Python (pyenv, uv, python3.9 ... "
+                    "on the PATH), builds a virtual environment with pinned versions in the "
+                    "cache folder, points Theano at numpy's OpenBLAS, and proves it with a "
+                    "small compiled function.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("setup", help="build the legacy environment (needs the internet)",
+                           description="Build (or rebuild) the legacy environment.")
+    q.add_argument("--python", metavar="PATH", type=_path,
+                   help="the Python 3.6 to 3.9 to use (default: the best one found)")
+
+
+def _legacy(args: argparse.Namespace) -> int:
     from mnist_cnn.nets.engines.legacy.environment import setup
 
     setup(args.python)
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _bench_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench", help="measure speed against the plain PyTorch way",
+        description="Measure, in one run: training images/s at batch 50 and 500 for the "
+                    "plain PyTorch loop (DataLoader, nn.Sequential, SGD) and for this "
+                    "project's trainer; inference images/s; the machine's matrix-multiply "
+                    "rate; one `mnist-cnn predict` as a fresh process; load_dataset() cold "
+                    "and warm; on CUDA also the blog's 5-epoch run. Each training and "
+                    "inference measure runs in a fresh process.")
+    p.add_argument("--quick", action="store_true",
+                   help="a few batches only: checks that it runs, not speed")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_device(p)
+    _add_data_dir(p)
+
+
+def _bench(args: argparse.Namespace) -> int:
     import json
 
     from mnist_cnn.frontends.bench import format_table, run_benchmark
@@ -560,9 +528,40 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
-             "visualize": _cmd_visualize, "predict": _cmd_predict, "legacy": _cmd_legacy,
-             "bench": _cmd_bench, "draw": _cmd_draw}
+def _output_folder(path: str | os.PathLike, option: str) -> None:
+    """Refuse an output folder that is a file, before anything is done."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise MnistCnnError(f"{option} {path} is a file, not a folder; choose a folder")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+#: Each command: the function that adds its arguments, and the one that runs it.
+_COMMANDS = {
+    "download": (_download_arguments, _download),
+    "train": (_train_arguments, _train),
+    "evaluate": (_evaluate_arguments, _evaluate),
+    "visualize": (_visualize_arguments, _visualize),
+    "predict": (_predict_arguments, _predict),
+    "draw": (_draw_arguments, _draw),
+    "legacy": (_legacy_arguments, _legacy),
+    "bench": (_bench_arguments, _bench),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mnist-cnn`` and its subcommands."""
+    parser = _Parser(
+        prog=PROG,
+        description="The Lasagne/Theano MNIST CNN tutorial, reproduced faithfully.",
+        epilog="Run `mnist-cnn COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for arguments, _ in _COMMANDS.values():
+        arguments(sub)
+    return parser
 
 
 #: The exit code of a bug of ours (BSD's EX_SOFTWARE).
@@ -576,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():
-            return _COMMANDS[args.command](args)
+            return _COMMANDS[args.command][1](args)
     except TrainingInterrupted as exc:
         print(f"{PROG}: {_one_line(exc)}", file=sys.stderr)
         if exc.checkpoint is not None:

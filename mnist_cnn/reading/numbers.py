@@ -79,6 +79,11 @@ class NumberReading:
         whole reading."""
         return float(np.prod([p.probability for p in self.digits]))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record of ``mnist-cnn predict --number --json``."""
+        return {"number": self.text, "probability": self.probability,
+                "rows": [[p.to_dict() for p in row] for row in self.rows]}
+
 
 def _read(page: Page, character: Character, height: float, classify,
           depth: int = 0) -> tuple[float, list[tuple[Character, np.ndarray, np.ndarray]]]:
@@ -150,10 +155,8 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
         digits = []
         for character in row:
             for part, image, proba in _read(page, character, height, classify)[1]:
-                order = np.argsort(-proba, kind="stable")[:top]
-                digits.append(Prediction(
-                    f"{name} (row {r + 1}, digit {len(digits) + 1})", int(order[0]),
-                    float(proba[order[0]]), [(int(d), float(proba[d])) for d in order],
-                    image, part.bbox))
+                digits.append(Prediction.of(
+                    f"{name} (row {r + 1}, digit {len(digits) + 1})", proba, top, image,
+                    part.bbox))
         rows.append(digits)
     return NumberReading(name, rows)

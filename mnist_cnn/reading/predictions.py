@@ -18,9 +18,11 @@ from mnist_cnn import defaults
 from mnist_cnn.errors import ImageError
 from mnist_cnn.nets.inference import predict_proba
 from mnist_cnn.reading.images import describe, preprocess_image
+from mnist_cnn.storage.files import atomic_write
 from mnist_cnn.storage.weights_file import WeightsLike
 
-__all__ = ["ImageError", "Prediction", "bundled_weights_path", "predict", "preprocess_image"]
+__all__ = ["ImageError", "Prediction", "Unreadable", "bundled_weights_path", "predict",
+           "preprocess_image"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,56 @@ class Prediction:
                               repr=False)
     box: tuple[int, int, int, int] | None = None
 
+    @classmethod
+    def of(cls, source: str, proba: np.ndarray, top: int, image: np.ndarray,
+           box: tuple[int, int, int, int] | None = None) -> Prediction:
+        """The prediction of the network's probabilities ``proba`` (10,) for ``image``,
+        listing the ``top`` most probable digits (ties: the smaller digit first)."""
+        order = np.argsort(-proba, kind="stable")[:top]
+        return cls(source, int(order[0]), float(proba[order[0]]),
+                   [(int(d), float(proba[d])) for d in order], image, box)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record of ``mnist-cnn predict --json`` (without the image)."""
+        record: dict[str, Any] = {
+            "digit": self.digit, "probability": self.probability,
+            "top": [{"digit": d, "probability": p} for d, p in self.top]}
+        if self.box is not None:
+            record["box"] = list(self.box)
+        return record
+
+    def save_input(self, path: str | os.PathLike, scale: int = 10) -> Path:
+        """Write the 28x28 input the network saw, enlarged ``scale`` times, as a PNG
+        (atomically); returns its path."""
+        from PIL import Image
+
+        pixels = np.clip(np.round(self.image * 256), 0, 255).astype(np.uint8)
+        big = Image.fromarray(pixels).resize((28 * scale, 28 * scale),
+                                             Image.Resampling.NEAREST)
+        with atomic_write(path) as f:
+            big.save(f, format="PNG")
+        return Path(path)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An image that could not be read, in the place of its prediction.
+
+    Attributes
+    ----------
+    source : str
+        The file name, or a description of the image.
+    error : str
+        Why, in one line (the :class:`ImageError`'s message).
+    """
+
+    source: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record of ``mnist-cnn predict --json``."""
+        return {"error": self.error}
+
 
 def bundled_weights_path() -> Path:
     """The model shipped with the package (trained by this project; see its sidecar)."""
@@ -60,7 +112,7 @@ def bundled_weights_path() -> Path:
 
 def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults.TOP,
             device: str = defaults.DEVICE, engine: str = defaults.INFERENCE_ENGINE,
-            errors: str = "raise") -> list[Any]:
+            errors: str = "raise") -> list[Prediction | Unreadable]:
     """Classify one image or many.
 
     Parameters
@@ -78,13 +130,14 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
         The inference engine; ``auto`` classifies a few images with numpy (no PyTorch
         import: a fast start) and many with PyTorch (see :func:`mnist_cnn.nets.engines.choose`).
     errors : {"raise", "return"}
-        What an image that cannot be used gives: an :class:`ImageError` raised, or the
-        error in its place in the returned list (the other images are classified).
+        What an image that cannot be used gives: an :class:`ImageError` raised, or an
+        :class:`Unreadable` in its place in the returned list (the other images are
+        classified).
 
     Returns
     -------
     list of Prediction
-        One per image, in order (or an ImageError where one failed, with
+        One per image, in order (an :class:`Unreadable` where one failed, with
         ``errors="return"``).
 
     Raises
@@ -120,18 +173,10 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
             except ImageError as exc:
                 if errors == "raise":
                     raise
-                inputs.append(exc)
-    good = [x for x in inputs if not isinstance(x, ImageError)]
+                inputs.append(Unreadable(describe(item), " ".join(str(exc).split())))
+    good = [x for x in inputs if not isinstance(x, Unreadable)]
     weights = weights if weights is not None else bundled_weights_path()
     batch = np.stack(good)[:, None] if good else np.zeros((0, 1, 28, 28), np.float32)
     proba = iter(predict_proba(weights, batch, device=device, engine=engine))
-    results: list[Any] = []
-    for name, x in zip(names, inputs, strict=True):
-        if isinstance(x, ImageError):
-            results.append(x)
-            continue
-        p = next(proba)
-        order = np.argsort(-p, kind="stable")[:top]
-        results.append(Prediction(name, int(order[0]), float(p[order[0]]),
-                                  [(int(d), float(p[d])) for d in order], x))
-    return results
+    return [x if isinstance(x, Unreadable) else Prediction.of(name, next(proba), top, x)
+            for name, x in zip(names, inputs, strict=True)]

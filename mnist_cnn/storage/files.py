@@ -19,10 +19,8 @@ import io
 import json
 import os
 import re
-import signal
 import stat
 import tempfile
-import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -33,13 +31,13 @@ from typing import IO, Any
 import numpy as np
 
 from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.interrupts import deferred_signals
 
 __all__ = [
     "FileFormatError",
     "NpyHeader",
     "atomic_write",
     "check_writable_folder",
-    "deferred_signals",
     "npz_bytes",
     "open_regular",
     "read_json",
@@ -308,7 +306,7 @@ def write_together(contents: dict[Path, bytes]) -> None:
 
     Each file is first written completely under a temporary name; if any write fails,
     none of the files is touched. The renames then run with Ctrl-C and SIGTERM held off
-    (see :func:`deferred_signals`), so an interrupted process leaves all or none of the
+    (see :func:`mnist_cnn.interrupts.deferred_signals`), so an interrupted process leaves all or none of the
     files replaced; only SIGKILL or a power loss can split them, which is why readers
     check that files belong together (a sidecar records its weights' SHA-256).
     """
@@ -355,33 +353,6 @@ def _replace(pairs: Sequence[tuple[Path, Path]]) -> None:
     with deferred_signals():
         for tmp, final in pairs:
             os.replace(tmp, final)
-
-
-@contextlib.contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
-
-    Only in the main thread (where Python runs signal handlers); elsewhere a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[tuple[int, Any]] = []
-    kinds = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-    previous = {s: signal.getsignal(s) for s in kinds}
-    for s in kinds:
-        signal.signal(s, lambda number, frame: caught.append((number, frame)))
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        for number, frame in caught[:1]:
-            handler = previous[number]
-            if callable(handler):
-                handler(number, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(number)
 
 
 @contextlib.contextmanager
@@ -481,3 +452,18 @@ def npz_bytes(*arrays: np.ndarray, **named: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, *arrays, **named)
     return buffer.getvalue()
+
+
+def prepare_folder(folder: str | os.PathLike, what: str) -> Path:
+    """Before a run writes into ``folder``: create it if needed, prove that it takes
+    files (:func:`check_writable_folder`), and remove what killed runs left half-written
+    in it (:func:`remove_stale_temporaries`).
+
+    Raises
+    ------
+    FileFormatError
+        If the folder cannot be written to (the message names it as ``what``).
+    """
+    path = check_writable_folder(folder, what)
+    remove_stale_temporaries(path)
+    return path

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnist_cnn.results import EpochStats, TrainResult
-from mnist_cnn.storage.files import atomic_write, check_writable_folder, remove_stale_temporaries
+from mnist_cnn.storage.files import atomic_write, prepare_folder
 from mnist_cnn.storage.weights_file import save_weights, sidecar_path
 
 __all__ = ["RunFolder", "save_history"]
@@ -46,9 +46,8 @@ class RunFolder:
         while not parent.exists() and parent != parent.parent:
             missing.append(parent)
             parent = parent.parent
-        check_writable_folder(self.folder, "the output folder")
+        prepare_folder(self.folder, "the output folder")
         self._created = missing
-        remove_stale_temporaries(self.folder)
 
     def discard_if_unused(self) -> None:
         """After a failed start: remove the folders :meth:`prepare` created, if nothing
@@ -77,7 +76,7 @@ def save_history(path: str | os.PathLike, history: Sequence[EpochStats]) -> Path
     """Write the per-epoch history as CSV (atomically)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["epoch", "train_loss", "val_loss", "val_accuracy", "seconds"])
+    writer.writerow(EpochStats.names())
     for h in history:
         writer.writerow([h.epoch, f"{h.train_loss:.6f}", f"{h.val_loss:.6f}",
                          f"{h.val_accuracy:.6f}", f"{h.seconds:.3f}"])

@@ -21,6 +21,7 @@ import numpy as np
 
 from mnist_cnn.errors import WeightsError
 from mnist_cnn.nets.spec import Network, Weights, network, network_for
+from mnist_cnn.results import EpochStats
 from mnist_cnn.storage.files import NpyHeader, read_json, read_npz, write_together
 from mnist_cnn.storage.files import npz_bytes as _npz_bytes
 
@@ -144,7 +145,7 @@ _SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
     "test_accuracy": (int, float, type(None)), "test_loss": (int, float, type(None)),
     "val_accuracy": (int, float, type(None)), "hyperparameters": (dict,),
 }
-_HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds")
+_HISTORY_KEYS = EpochStats.names()
 
 
 def _check_sidecar(meta: Any, side: Path) -> None:

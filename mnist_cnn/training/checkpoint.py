@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnist_cnn import defaults
 from mnist_cnn.errors import TrainingError, WeightsError
 from mnist_cnn.nets import mrg
+from mnist_cnn.nets.engines import TrainerState
 from mnist_cnn.nets.spec import Weights, network, network_for
+from mnist_cnn.results import EpochStats
 from mnist_cnn.storage.files import NpyHeader, atomic_write, npz_bytes, parse_json, read_npz
+from mnist_cnn.training.settings import Settings
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -33,7 +35,6 @@ FORMAT = "mnist-cnn-checkpoint-5"
 MAX_META_BYTES = 64 << 20
 #: A PyTorch generator's state (the augmentation's) is 5 kB.
 MAX_RNG_BYTES = 1 << 20
-_HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds")
 
 
 @dataclass
@@ -42,55 +43,43 @@ class Checkpoint:
 
     Attributes
     ----------
-    config : dict
-        The run's settings, every one (see :class:`mnist_cnn.training.loop.Settings`).
+    settings : Settings
+        The run's settings, every one.
     epoch : int
         Epochs completed.
-    weights : Weights
-    velocities : list of numpy.ndarray
-        Nesterov velocities, Lasagne's layout.
     order_state : tuple
         ``numpy.random.RandomState.get_state()`` of the generator that shuffles.
-    dropout : list of numpy.ndarray
-        Each dropout layer's MRG31k3p sub-stream states, (n_streams, 6).
-    history : list of dict
+    history : list of EpochStats
         One record per epoch done.
-    moments : list of numpy.ndarray
-        Adam's second moments (empty for Nesterov momentum).
-    steps : int
-        Updates done.
-    augment : numpy.ndarray
-        The augmentation generator's state (empty without augmentation).
+    state : TrainerState
+        The trainer's weights, velocities (or moments), dropout streams, updates done
+        and augmentation generator.
     """
 
-    config: dict[str, Any]
+    settings: Settings
     epoch: int
-    weights: Weights
-    velocities: list[np.ndarray]
     order_state: tuple
-    dropout: list[np.ndarray]
-    history: list[dict[str, Any]]
-    moments: list[np.ndarray] = field(default_factory=list)
-    steps: int = 0
-    augment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    history: list[EpochStats]
+    state: TrainerState
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically; returns its path."""
     kind, keys, pos, has_gauss, cached = checkpoint.order_state
-    meta = {"format": FORMAT, "config": checkpoint.config, "epoch": checkpoint.epoch,
-            "steps": checkpoint.steps,
+    state = checkpoint.state
+    meta = {"format": FORMAT, "config": checkpoint.settings.to_dict(),
+            "epoch": checkpoint.epoch, "steps": state.steps,
             "order": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
                       "cached_gaussian": float(cached)},
-            "history": checkpoint.history}
+            "history": [asdict(h) for h in checkpoint.history]}
     arrays = {"meta": np.frombuffer(json.dumps(meta, allow_nan=False).encode(), np.uint8),
               "order_keys": np.asarray(keys, np.uint32),
-              "augment_rng": np.asarray(checkpoint.augment, np.uint8)}
-    arrays.update({f"w{i}": w for i, w in enumerate(checkpoint.weights)})
-    dtype = checkpoint.weights[0].dtype if len(checkpoint.weights) else np.float32
-    arrays.update({f"v{i}": np.asarray(v, dtype) for i, v in enumerate(checkpoint.velocities)})
-    arrays.update({f"m{i}": np.asarray(m, dtype) for i, m in enumerate(checkpoint.moments)})
-    arrays.update({f"d{i}": np.asarray(d, np.int64) for i, d in enumerate(checkpoint.dropout)})
+              "augment_rng": np.asarray(state.augment, np.uint8)}
+    arrays.update({f"w{i}": w for i, w in enumerate(state.weights)})
+    dtype = state.weights[0].dtype if len(state.weights) else np.float32
+    arrays.update({f"v{i}": np.asarray(v, dtype) for i, v in enumerate(state.velocities)})
+    arrays.update({f"m{i}": np.asarray(m, dtype) for i, m in enumerate(state.moments)})
+    arrays.update({f"d{i}": np.asarray(d, np.int64) for i, d in enumerate(state.dropout)})
     path = Path(path)
     with atomic_write(path) as f:
         f.write(npz_bytes(**arrays))
@@ -166,12 +155,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             and order.get("has_gauss") in (0, 1)
             and isinstance(order.get("cached_gaussian"), int | float)):
         raise unusable("its batch-order generator state is malformed")
-    count = sum(1 for k in arrays if k[:1] == "w")
-    dtype = config.get("floatx", defaults.FLOATX)
-    if dtype not in defaults.FLOATXS:
-        raise unusable(f"its floatX {dtype!r} is not one of {', '.join(defaults.FLOATXS)}")
     try:
-        net = network(config["model"])
+        settings = Settings.from_record(config)
+        settings.check()
+    except TrainingError as exc:
+        raise unusable(f"its settings: {exc}") from None
+    count = sum(1 for k in arrays if k[:1] == "w")
+    dtype = settings.floatx
+    try:
+        net = network(settings.model)
         weights = Weights([arrays[f"w{i}"] for i in range(count)], net, dtype)
     except (WeightsError, ValueError) as exc:
         raise unusable(str(exc)) from None
@@ -187,8 +179,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise unusable("its dropout stream states are not valid MRG31k3p states")
     order_state = ("MT19937", arrays["order_keys"], order["pos"], order["has_gauss"],
                    float(order["cached_gaussian"]))
-    return Checkpoint(config, epoch, weights, velocities, order_state, dropout, history,
-                      moments, meta["steps"], np.asarray(arrays["augment_rng"], np.uint8))
+    state = TrainerState(weights, velocities, dropout, moments, meta["steps"],
+                         np.asarray(arrays["augment_rng"], np.uint8))
+    return Checkpoint(settings, epoch, order_state, [EpochStats(**h) for h in history], state)
 
 
 def _whole(value: Any) -> bool:
@@ -196,7 +189,7 @@ def _whole(value: Any) -> bool:
 
 
 def _epoch_record(row: Any) -> bool:
-    return isinstance(row, dict) and set(row) == set(_HISTORY_KEYS) and all(
+    return isinstance(row, dict) and set(row) == set(EpochStats.names()) and all(
         isinstance(row[k], int | float) and not isinstance(row[k], bool) for k in row)
 
 

@@ -1,12 +1,13 @@
 """The engines that compute the networks, what each provides, and the one place that
 picks one.
 
-Each engine is a module named after what it runs on: ``torch`` (PyTorch, the default),
-``pytensor`` (the tutorial's symbolic program on PyTensor, engine name ``theano``),
-``lasagne`` (the real Theano 0.8.2 and Lasagne 0.1 in a legacy interpreter) and
-``numpy`` (Lasagne's layers in numpy, float32 or float64: the reference). Each builds
-its own form of a network from :attr:`mnist_cnn.nets.spec.Network.layers` and provides the
-functions of :class:`Engine`; each returns a :class:`Trainer` from ``make_trainer``.
+:data:`ENGINES` lists them, by name: ``pytorch`` (package :mod:`.pytorch`, the
+default), ``theano`` (:mod:`.symbolic`: the tutorial's symbolic program on PyTensor),
+``lasagne`` (:mod:`.legacy`: the real Theano 0.8.2 and Lasagne 0.1 in a legacy
+interpreter) and ``numpy`` (:mod:`.reference`: Lasagne's layers in numpy, float32 or
+float64). Each builds its own form of a network from the layers of
+:class:`mnist_cnn.nets.spec.Network` and provides the functions of :class:`Engine`; each
+returns a :class:`Trainer` from ``make_trainer``.
 
 :func:`get` is the only place where an engine is chosen, for training and inference
 alike, and :class:`mnist_cnn.errors.EngineError` the only error for an engine that is
@@ -20,25 +21,32 @@ import importlib.util
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from mnist_cnn import defaults
-from mnist_cnn.defaults import Recipe
 from mnist_cnn.errors import EngineError
 from mnist_cnn.nets.spec import Weights
 from mnist_cnn.results import Evaluation
 
+if TYPE_CHECKING:
+    from mnist_cnn.training.settings import Settings
+
 __all__ = [
+    "ENGINES",
     "FLOAT64_ENGINES",
     "INFERENCE_ENGINES",
     "TRAINING_ENGINES",
     "Engine",
     "EngineError",
+    "EngineInfo",
     "Trainer",
     "TrainerState",
+    "check_cpu_tutorial",
     "choose",
+    "cpu_only",
+    "describe",
     "get",
 ]
 
@@ -133,27 +141,64 @@ class Engine(Protocol):
         """Mean cross-entropy and accuracy on a labelled set, without dropout."""
         ...
 
-    def make_trainer(self, weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
-                     device: str, data: Sequence[np.ndarray],
-                     threads: int | str = "auto") -> Trainer:
-        """A trainer starting from ``weights`` and the dropout streams' states, updating as
-        ``recipe`` says, on (X_train, y_train, X_val, y_val); ``threads``: its CPU
-        threads, fitted to the free cores (``"auto"``) or fixed, where the engine
-        chooses them."""
+    def check_settings(self, settings: Settings) -> None:
+        """Raise EngineError unless this engine can train with ``settings`` here."""
+        ...
+
+    def make_trainer(self, weights: Weights, dropout: Sequence[np.ndarray],
+                     settings: Settings, data: Sequence[np.ndarray]) -> Trainer:
+        """A trainer starting from ``weights`` and the dropout streams' states, training
+        as ``settings`` say on (X_train, y_train, X_val, y_val)."""
         ...
 
 
-#: Engine name -> (module, library it needs, how to install that library).
-_ENGINES = {
-    "pytorch": ("pytorch.engine", "torch", "pip install torch (see the README for the CPU build)"),
-    "theano": ("symbolic", "pytensor", "pip install 'mnist-cnn[theano]'"),
-    "lasagne": ("legacy.engine", "numpy", "mnist-cnn legacy setup"),
-    "numpy": ("reference", "numpy", "pip install numpy"),
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the registry knows of an engine before importing it.
+
+    Attributes
+    ----------
+    module : str
+        Its module, under this package.
+    library : str
+        The library it imports, and :attr:`install`: how to install it.
+    install : str
+    about : str
+        What it is, for ``--help``.
+    float64 : bool
+        Whether it trains in float64 too (Theano's ``floatX=float64``).
+    """
+
+    module: str
+    library: str
+    install: str
+    about: str
+    float64: bool = False
+
+
+#: Every engine, by name: the one list (``--help``, the choices and the checks read it).
+ENGINES = {
+    "pytorch": EngineInfo("pytorch", "torch",
+                          "pip install torch (see the README for the CPU build)",
+                          "PyTorch on a CPU, CUDA or MPS"),
+    "theano": EngineInfo("symbolic", "pytensor", "pip install 'mnist-cnn[theano]'",
+                         "the tutorial's symbolic program on PyTensor (CPU; needs pip "
+                         "install 'mnist-cnn[theano]')"),
+    "lasagne": EngineInfo("legacy.engine", "numpy", "mnist-cnn legacy setup",
+                          "the real Theano 0.8.2 and Lasagne 0.1 (CPU; needs mnist-cnn "
+                          "legacy setup)", float64=True),
+    "numpy": EngineInfo("reference", "numpy", "pip install numpy",
+                        "Lasagne's layers in numpy, the slow reference (CPU)", float64=True),
 }
-TRAINING_ENGINES = ("pytorch", "theano", "lasagne", "numpy")
-#: The engines that train in float64 too (Theano's ``floatX=float64``).
-FLOAT64_ENGINES = ("numpy", "lasagne")
-INFERENCE_ENGINES = ("auto", "pytorch", "theano", "lasagne", "numpy")
+TRAINING_ENGINES = tuple(ENGINES)
+#: The engines that train in float64 too.
+FLOAT64_ENGINES = tuple(name for name, info in ENGINES.items() if info.float64)
+INFERENCE_ENGINES = ("auto", *ENGINES)
+
+
+def describe() -> str:
+    """Each engine with what it is, for ``--help``: ``"pytorch: PyTorch ...; theano: ..."``."""
+    return "; ".join(f"{name}: {info.about}" for name, info in ENGINES.items())
 
 
 def get(name: str, training: bool = False) -> Engine:
@@ -169,14 +214,14 @@ def get(name: str, training: bool = False) -> Engine:
     if name not in choices:
         raise EngineError(f"unknown engine {name!r} for {'training' if training else 'inference'}; "
                           f"choose one of {', '.join(choices)}")
-    module, library, install = _ENGINES[name]
+    info = ENGINES[name]
     try:
-        engine: ModuleType = importlib.import_module(f"{__name__}.{module}")
+        engine: ModuleType = importlib.import_module(f"{__name__}.{info.module}")
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.split(".")[0] != library:
+        if exc.name is None or exc.name.split(".")[0] != info.library:
             raise
-        raise EngineError(f"the {name} engine needs {library}, which is not installed: "
-                          f"{install}") from None
+        raise EngineError(f"the {name} engine needs {info.library}, which is not "
+                          f"installed: {info.install}") from None
     return engine  # type: ignore[return-value]
 
 
@@ -197,10 +242,19 @@ def choose(name: str, device: str, count: int) -> str:
     return "pytorch"
 
 
-def tutorial_only(engine: str, recipe: Recipe) -> None:
-    """Raise EngineError unless ``recipe`` is the tutorial's rule with dropout (what the
-    theano and lasagne engines, being the tutorial's program, compute)."""
-    if (recipe.rule != "nesterov" or not recipe.dropout or recipe.augment
-            or recipe.schedule != "constant"):
-        raise EngineError(f"the {engine} engine runs the tutorial's recipe; the {recipe.name} "
-                          "recipe runs on the pytorch engine")
+def cpu_only(engine: str, device: str) -> None:
+    """Raise EngineError unless ``device`` means the CPU (``auto`` or ``cpu``): what the
+    theano, lasagne and numpy engines compute on."""
+    if str(device) not in ("auto", "cpu"):
+        raise EngineError(f"the {engine} engine computes on the CPU, not on {device!r}; use "
+                          "--device cpu or auto")
+
+
+def check_cpu_tutorial(engine: str, settings: Settings) -> None:
+    """Raise EngineError unless ``settings`` are the tutorial's arithmetic on the CPU (what
+    the theano, lasagne and numpy engines, being the tutorial's program, train)."""
+    if not settings.tutorial:
+        raise EngineError(f"the {engine} engine runs the tutorial's recipe; the "
+                          f"{settings.recipe} recipe, a schedule or --augment runs on the "
+                          "pytorch engine")
+    cpu_only(engine, settings.device)

@@ -1,9 +1,8 @@
 """The ``numpy`` engine: Lasagne's layers in plain numpy, the reference.
 
 It classifies a few images without importing PyTorch (so ``mnist-cnn predict`` starts
-fast), computes the feature maps of the figures, and lends its convolution and pooling
-(with their gradients) to the PyTensor engine's Ops. Convolution is a matrix product of
-image patches (im2col) on numpy's BLAS.
+fast) and computes the feature maps of the figures, with the
+convolution and pooling of :mod:`mnist_cnn.nets.engines.array_ops`.
 
 It trains too (:class:`NumpyTrainer`): Lasagne's forward pass with dropout, Theano's
 gradients and Lasagne's ``nesterov_momentum``, written out step by step, in float32 or
@@ -14,93 +13,31 @@ the real Lasagne run in float64 to rounding (the judge checks 1e-12 after 100 st
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mnist_cnn import defaults
-from mnist_cnn.defaults import Recipe
 from mnist_cnn.errors import EngineError
 from mnist_cnn.nets import mrg
-from mnist_cnn.nets.engines import TrainerState, tutorial_only
+from mnist_cnn.nets.engines import TrainerState, check_cpu_tutorial, cpu_only
+from mnist_cnn.nets.engines.array_ops import (
+    conv_forward,
+    conv_grad_inputs,
+    conv_grad_weights,
+    pool_forward,
+    pool_grad,
+)
 from mnist_cnn.nets.spec import Conv, Dense, Dropout, Pool, Weights
 from mnist_cnn.results import Evaluation
 
-__all__ = ["NAME", "NumpyTrainer", "conv_forward", "conv_grad_inputs", "conv_grad_weights",
-           "evaluate", "evaluation_from_proba", "layer_outputs", "make_trainer",
-           "pool_forward", "pool_grad", "predict_proba"]
+if TYPE_CHECKING:
+    from mnist_cnn.training.settings import Settings
+
+__all__ = ["NAME", "NumpyTrainer", "check_settings", "evaluate", "layer_outputs",
+           "make_trainer", "predict_proba"]
 
 NAME = "numpy"
-
-
-def _columns(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """im2col: (N, C, H, W) -> (C*rows*cols, N*H'*W'), every image patch a column, so
-    that a whole batch's convolution is one matrix product."""
-    windows = np.lib.stride_tricks.sliding_window_view(x, (rows, cols), axis=(2, 3))
-    n, channels, out_h, out_w = windows.shape[:4]
-    return windows.transpose(1, 4, 5, 0, 2, 3).reshape(channels * rows * cols,
-                                                       n * out_h * out_w)
-
-
-def _kernel_matrix(W: np.ndarray) -> np.ndarray:
-    """Lasagne's kernels, rotated by 180 degrees (true convolution), as (F, C*r*c)."""
-    return np.ascontiguousarray(W[:, :, ::-1, ::-1]).reshape(W.shape[0], -1)
-
-
-def _by_filter(grad_out: np.ndarray) -> np.ndarray:
-    """(N, F, H', W') -> (F, N*H'*W'), the layout of :func:`_columns`' products."""
-    return grad_out.transpose(1, 0, 2, 3).reshape(grad_out.shape[1], -1)
-
-
-def conv_forward(x: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """True 2-D convolution, 'valid' mode: (N, C, H, W) * (F, C, r, c) -> (N, F, H', W')."""
-    rows, cols = W.shape[2:]
-    out = _kernel_matrix(W) @ _columns(x, rows, cols)  # (F, N*H'*W')
-    shape = (W.shape[0], len(x), x.shape[2] - rows + 1, x.shape[3] - cols + 1)
-    return np.ascontiguousarray(out.reshape(shape).transpose(1, 0, 2, 3))
-
-
-def conv_grad_weights(x: np.ndarray, grad_out: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Gradient of the loss with respect to the kernels, in Lasagne's layout."""
-    flipped = (_by_filter(grad_out) @ _columns(x, *shape[2:]).T).reshape(shape)
-    return np.ascontiguousarray(flipped[:, :, ::-1, ::-1])
-
-
-def conv_grad_inputs(grad_out: np.ndarray, W: np.ndarray, in_shape: Sequence[int]) -> np.ndarray:
-    """Gradient of the loss with respect to the input (col2im of the patch gradients)."""
-    _, channels, rows, cols = W.shape
-    n, _, out_h, out_w = grad_out.shape
-    patches = (_kernel_matrix(W).T @ _by_filter(grad_out)).reshape(
-        channels, rows, cols, n, out_h, out_w)
-    grad_in = np.zeros((in_shape[1], in_shape[0], *in_shape[2:]), dtype=grad_out.dtype)
-    for i in range(rows):
-        for j in range(cols):
-            grad_in[:, :, i:i + out_h, j:j + out_w] += patches[:, i, j]
-    return np.ascontiguousarray(grad_in.transpose(1, 0, 2, 3))
-
-
-def pool_forward(x: np.ndarray) -> np.ndarray:
-    """2x2 max-pooling, stride 2, border ignored: (N, C, H, W) -> (N, C, H//2, W//2)."""
-    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-    top = np.maximum(x[:, :, 0:h:2, 0:w:2], x[:, :, 0:h:2, 1:w:2])
-    bottom = np.maximum(x[:, :, 1:h:2, 0:w:2], x[:, :, 1:h:2, 1:w:2])
-    return np.maximum(top, bottom, out=top)
-
-
-def pool_grad(x: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
-    """Gradient of 2x2 max-pooling as Theano's CPU pooling computes it: each window's
-    gradient goes to every input equal to the window's maximum.
-
-    Ties are common on MNIST: on the blank background every first-layer unit equals its
-    bias, so a window holds four equal maxima, and all four receive the gradient.
-    """
-    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-    pooled = pool_forward(x)
-    grad_in = np.zeros_like(x)
-    for a in (0, 1):
-        for b in (0, 1):
-            grad_in[:, :, a:h:2, b:w:2] = (x[:, :, a:h:2, b:w:2] == pooled) * grad_out
-    return grad_in
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -147,28 +84,17 @@ def layer_outputs(weights: Weights, X: np.ndarray) -> list[np.ndarray]:
 def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",
                   batch_size: int | None = None) -> np.ndarray:
     """Softmax probabilities (N, 10) of the deterministic network, in float32."""
-    if device not in ("auto", "cpu"):
-        raise EngineError(f"the numpy engine computes on the CPU, not on {device!r}")
+    cpu_only(NAME, device)
     batch_size = batch_size or defaults.INFERENCE_BATCH["cpu"]
     out = [layer_outputs(weights, X[s:s + batch_size])[-1]
            for s in range(0, len(X), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
 
-def evaluation_from_proba(proba: np.ndarray, y: np.ndarray) -> Evaluation:
-    """Mean cross-entropy and accuracy of class probabilities (N, 10) for labels y."""
-    y = np.asarray(y, np.int64)
-    if len(y) == 0:
-        return Evaluation(0.0, 0.0)
-    picked = np.maximum(proba[np.arange(len(y)), y], np.finfo(np.float32).tiny)
-    return Evaluation(float(-np.log(picked.astype(np.float64)).mean()),
-                      float((proba.argmax(axis=1) == y).mean()))
-
-
 def evaluate(weights: Weights, X: np.ndarray, y: np.ndarray, device: str = "cpu",
              batch_size: int | None = None) -> Evaluation:
     """Mean cross-entropy and accuracy on a labelled set, without dropout."""
-    return evaluation_from_proba(predict_proba(weights, X, device, batch_size), y)
+    return Evaluation.from_proba(predict_proba(weights, X, device, batch_size), y)
 
 
 def _rectify_grad(z: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -203,10 +129,8 @@ class NumpyTrainer:
         Initial weights; their precision (float32 or float64) is the run's.
     dropout : sequence of numpy.ndarray
         The sub-stream states of each dropout layer's stream.
-    recipe : Recipe
-        The tutorial's rule and its settings.
-    device : str
-        ``cpu`` or ``auto``.
+    settings : Settings
+        The tutorial's rule and its numbers (see :func:`check_settings`).
     data : sequence of numpy.ndarray
         (X_train, y_train, X_val, y_val).
     """
@@ -214,15 +138,12 @@ class NumpyTrainer:
     device = "cpu"
     losses_every = 10
 
-    def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
-                 device: str, data: Sequence[np.ndarray]) -> None:
-        tutorial_only(NAME, recipe)
-        if str(device) not in ("auto", "cpu"):
-            raise EngineError(f"the numpy engine computes on the CPU, not on {device!r}")
+    def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], settings: Settings,
+                 data: Sequence[np.ndarray]) -> None:
         self.network = weights.network
-        self.dtype = np.dtype(recipe.floatx)
-        self.learning_rate = self.dtype.type(recipe.learning_rate)
-        self.momentum = self.dtype.type(recipe.momentum)
+        self.dtype = np.dtype(settings.floatx)
+        self.learning_rate = self.dtype.type(settings.learning_rate)
+        self.momentum = self.dtype.type(settings.momentum)
         self.params = [np.array(w, self.dtype) for w in weights]
         self.velocities = [np.zeros_like(p) for p in self.params]
         self.keep = [1.0 - p for _, p in self.network.dropout_shapes(1)]
@@ -340,9 +261,14 @@ class NumpyTrainer:
         """Nothing to give back."""
 
 
-def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
-                 device: str, data: Sequence[np.ndarray],
-                 threads: int | str = "auto") -> NumpyTrainer:
-    """The numpy engine's trainer (see :class:`NumpyTrainer`); ``threads`` is not used
-    (numpy's BLAS chooses its own)."""
-    return NumpyTrainer(weights, dropout, recipe, device, data)
+def check_settings(settings: Settings) -> None:
+    """Raise EngineError unless ``settings`` are the tutorial's on the CPU."""
+    check_cpu_tutorial(NAME, settings)
+
+
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], settings: Settings,
+                 data: Sequence[np.ndarray]) -> NumpyTrainer:
+    """The numpy engine's trainer (see :class:`NumpyTrainer`); the threads are numpy's
+    BLAS's own."""
+    check_settings(settings)
+    return NumpyTrainer(weights, dropout, settings, data)

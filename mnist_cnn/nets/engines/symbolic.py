@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytensor
@@ -33,20 +33,20 @@ from pytensor.graph.op import Op
 from pytensor.tensor.special import softmax
 
 from mnist_cnn import defaults
-from mnist_cnn.defaults import Recipe
-from mnist_cnn.errors import EngineError
-from mnist_cnn.nets.engines import TrainerState, tutorial_only
-from mnist_cnn.nets.engines.reference import (
+from mnist_cnn.nets.engines import TrainerState, check_cpu_tutorial, cpu_only
+from mnist_cnn.nets.engines.array_ops import (
     conv_forward,
     conv_grad_inputs,
     conv_grad_weights,
-    evaluation_from_proba,
     pool_forward,
     pool_grad,
 )
 from mnist_cnn.nets.mrg import MaskStream
 from mnist_cnn.nets.spec import Conv, Dense, Dropout, Network, Pool, Weights
 from mnist_cnn.results import Evaluation
+
+if TYPE_CHECKING:
+    from mnist_cnn.training.settings import Settings
 
 __all__ = ["NAME", "TheanoProgram", "TheanoTrainer", "evaluate", "make_trainer",
            "max_pool_2x2", "predict_proba", "true_conv2d"]
@@ -286,7 +286,7 @@ class TheanoProgram:
 def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",
                   batch_size: int | None = None) -> np.ndarray:
     """Softmax outputs (N, 10) of the deterministic graph."""
-    _cpu_only(device)
+    cpu_only(NAME, device)
     program = TheanoProgram(weights, train=False)
     batch_size = batch_size or defaults.INFERENCE_BATCH["cpu"]
     X = np.ascontiguousarray(X, np.float32)
@@ -297,13 +297,7 @@ def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",
 def evaluate(weights: Weights, X: np.ndarray, y: np.ndarray, device: str = "cpu",
              batch_size: int | None = None) -> Evaluation:
     """Mean cross-entropy and accuracy on a labelled set, without dropout."""
-    return evaluation_from_proba(predict_proba(weights, X, device, batch_size), y)
-
-
-def _cpu_only(device: str) -> None:
-    if str(device) not in ("auto", "cpu"):
-        raise EngineError(f"the theano engine computes on the CPU (PyTensor's C backend), "
-                          f"not on {device!r}; use --device cpu or auto")
+    return Evaluation.from_proba(predict_proba(weights, X, device, batch_size), y)
 
 
 class TheanoTrainer:
@@ -314,8 +308,7 @@ class TheanoTrainer:
     losses_every = 50
 
     def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray]) -> None:
-        _cpu_only(device)
+                 momentum: float, data: Sequence[np.ndarray]) -> None:
         self.versions = {"pytensor": pytensor.__version__}
         self.program = TheanoProgram(weights, learning_rate=learning_rate, momentum=momentum)
         self.keep = [1.0 - p for _, p in weights.network.dropout_shapes(1)]
@@ -375,11 +368,14 @@ class TheanoTrainer:
         """Nothing to give back."""
 
 
-def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
-                 device: str, data: Sequence[np.ndarray],
-                 threads: int | str = "auto") -> TheanoTrainer:
-    """The theano engine's trainer (see :class:`TheanoTrainer`).
-    ``threads`` is not used: the threads are those of numpy's BLAS (or Theano's).
-    """
-    tutorial_only(NAME, recipe)
-    return TheanoTrainer(weights, dropout, recipe.learning_rate, recipe.momentum, device, data)
+def check_settings(settings: Settings) -> None:
+    """Raise EngineError unless ``settings`` are the tutorial's on the CPU."""
+    check_cpu_tutorial(NAME, settings)
+
+
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], settings: Settings,
+                 data: Sequence[np.ndarray]) -> TheanoTrainer:
+    """The theano engine's trainer (see :class:`TheanoTrainer`); the threads are those of
+    numpy's BLAS (or Theano's)."""
+    check_settings(settings)
+    return TheanoTrainer(weights, dropout, settings.learning_rate, settings.momentum, data)

@@ -22,19 +22,20 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mnist_cnn import defaults
-from mnist_cnn.defaults import Recipe
 from mnist_cnn.errors import EngineError
-from mnist_cnn.nets.engines import TrainerState, tutorial_only
+from mnist_cnn.nets.engines import TrainerState, check_cpu_tutorial, cpu_only
 from mnist_cnn.nets.engines.legacy import environment as legacy
-from mnist_cnn.nets.engines.reference import evaluation_from_proba
 from mnist_cnn.nets.spec import Weights
 from mnist_cnn.results import Evaluation
 from mnist_cnn.storage.files import read_npz
+
+if TYPE_CHECKING:
+    from mnist_cnn.training.settings import Settings
 
 __all__ = ["NAME", "LasagneProgram", "LasagneTrainer", "evaluate", "make_trainer",
            "predict_proba"]
@@ -204,21 +205,14 @@ class LasagneProgram:
             self.close()
 
 
-def _cpu_only(device: str) -> None:
-    if str(device) not in ("auto", "cpu"):
-        raise EngineError(f"the lasagne engine runs Theano on the CPU, not on {device!r}; "
-                          "use --device cpu or auto")
-
-
 class LasagneTrainer:
     """The lasagne engine's trainer: the tutorial's own epoch loop, in the child."""
 
     device = "cpu"
 
     def __init__(self, weights: Weights, dropout: Sequence[np.ndarray], learning_rate: float,
-                 momentum: float, device: str, data: Sequence[np.ndarray],
+                 momentum: float, data: Sequence[np.ndarray],
                  floatx: str = defaults.FLOATX) -> None:
-        _cpu_only(device)
         self.network = weights.network
         self.dtype = np.dtype(floatx)
         self.program = LasagneProgram(weights.network.name, learning_rate, momentum,
@@ -278,21 +272,24 @@ class LasagneTrainer:
         self.program.close()
 
 
-def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], recipe: Recipe,
-                 device: str, data: Sequence[np.ndarray],
-                 threads: int | str = "auto") -> LasagneTrainer:
-    """The lasagne engine's trainer (see :class:`LasagneTrainer`).
-    ``threads`` is not used: the threads are those of numpy's BLAS (or Theano's).
-    """
-    tutorial_only(NAME, recipe)
-    return LasagneTrainer(weights, dropout, recipe.learning_rate, recipe.momentum, device, data,
-                          recipe.floatx)
+def check_settings(settings: Settings) -> None:
+    """Raise EngineError unless ``settings`` are the tutorial's on the CPU."""
+    check_cpu_tutorial(NAME, settings)
+
+
+def make_trainer(weights: Weights, dropout: Sequence[np.ndarray], settings: Settings,
+                 data: Sequence[np.ndarray]) -> LasagneTrainer:
+    """The lasagne engine's trainer (see :class:`LasagneTrainer`); the threads are those of
+    numpy's BLAS (or Theano's)."""
+    check_settings(settings)
+    return LasagneTrainer(weights, dropout, settings.learning_rate, settings.momentum, data,
+                          settings.floatx)
 
 
 def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",
                   batch_size: int | None = None) -> np.ndarray:
     """Softmax outputs (N, 10) of the real Lasagne network's deterministic output."""
-    _cpu_only(device)
+    cpu_only(NAME, device)
     with LasagneProgram(weights.network.name, train=False) as program:
         program.set_state({f"w{i}": np.asarray(w, np.float32) for i, w in enumerate(weights)})
         return program.predict_proba(X, batch_size or defaults.INFERENCE_BATCH["cpu"])
@@ -301,4 +298,4 @@ def predict_proba(weights: Weights, X: np.ndarray, device: str = "cpu",
 def evaluate(weights: Weights, X: np.ndarray, y: np.ndarray, device: str = "cpu",
              batch_size: int | None = None) -> Evaluation:
     """Mean cross-entropy and accuracy on a labelled set, without dropout."""
-    return evaluation_from_proba(predict_proba(weights, X, device, batch_size), y)
+    return Evaluation.from_proba(predict_proba(weights, X, device, batch_size), y)
