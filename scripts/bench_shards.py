@@ -13,7 +13,6 @@ updates of each, quiet, then beside a process that keeps one core busy.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import subprocess
 import sys
 import time

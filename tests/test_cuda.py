@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from mnist_cnn import predict_proba, train
-from mnist_cnn.defaults import RECIPES
 from mnist_cnn.nets import mrg
-from mnist_cnn.nets.engines.pytorch.engine import TorchTrainer
+from mnist_cnn.nets.engines.pytorch.trainer import TorchTrainer
 from mnist_cnn.nets.spec import initialise
 from mnist_cnn.reading.predictions import bundled_weights_path
 from mnist_cnn.storage.mnist_data import minibatch_indices
 from mnist_cnn.storage.weights_file import load_weights
+from mnist_cnn.training.settings import Settings
 
 pytestmark = [pytest.mark.mnist, pytest.mark.skipif(not torch.cuda.is_available(),
                                                     reason="needs a CUDA GPU")]
@@ -34,7 +34,7 @@ def test_cuda_graph_replay_gives_the_eager_steps_numbers_bit_for_bit(mnist):
     for graphs in (True, False):
         weights, seeds = initialise("cnn", np.random.RandomState(0))
         trainer = TorchTrainer(weights, [mrg.stream_states(s)[0] for s in seeds],
-                               RECIPES["tutorial"], "cuda", data, graphs=graphs)
+                               Settings(device="cuda", shards=1), data, graphs=graphs)
         assert trainer.resident and trainer.graphs == graphs
         runs.append((_epoch(trainer, order), trainer.get_state().weights))
     (graph_losses, graph_w), (eager_losses, eager_w) = runs

@@ -8,7 +8,6 @@ ones reported in the README.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -20,18 +19,19 @@ import torch
 from reference import forward
 
 from mnist_cnn import load_weights, predict_proba, train
-from mnist_cnn.defaults import RECIPES
 from mnist_cnn.nets import mrg
 from mnist_cnn.nets.engines.legacy.engine import LasagneProgram
-from mnist_cnn.nets.engines.pytorch.engine import LasagneNet, NesterovMomentum
+from mnist_cnn.nets.engines.pytorch.modules import LasagneNet
+from mnist_cnn.nets.engines.pytorch.optimizers import NesterovMomentum
 from mnist_cnn.nets.spec import Weights, init_weights, initialise
 from mnist_cnn.reading.predictions import bundled_weights_path
 from mnist_cnn.storage.mnist_data import minibatch_indices
+from mnist_cnn.training.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "lasagne_weights"
 MODELS = ["cnn", "mlp", "custom_mlp:3,64,0.1,0.3"]
-TUTORIAL = RECIPES["tutorial"]
+TUTORIAL = Settings(device="cpu", shards=1)
 
 pytestmark = [pytest.mark.usefixtures("real_lasagne"), pytest.mark.lasagne]
 
@@ -186,7 +186,7 @@ def test_one_epoch_with_dropout_at_batch_500_follows_the_real_program(mnist):
     order = minibatch_indices(len(X), 500, shuffle=True, rng=rng)
     runs = {}
     for engine in ("lasagne", "pytorch"):
-        trainer = get(engine, training=True).make_trainer(weights, dropout, TUTORIAL, "cpu",
+        trainer = get(engine, training=True).make_trainer(weights, dropout, TUTORIAL,
                                                           (X, y, X_val, y_val))
         losses = np.concatenate(list(trainer.train_epoch(order, shuffled_from)))
         runs[engine] = (losses, trainer.get_state(), trainer.validate())
@@ -275,10 +275,9 @@ def our_snapshots(mnist, engine: str, floatx: str = "float32") -> list[list[np.n
     from mnist_cnn.nets.engines import get
 
     weights, dropout, shuffled_from, order = judge_start(floatx)
-    recipe = dataclasses.replace(TUTORIAL, batch_size=500, shards=shards_for(500),
-                                 floatx=floatx)
-    trainer = get(engine, training=True).make_trainer(weights, dropout, recipe, "cpu",
-                                                      mnist[:4], threads=2)
+    settings = TUTORIAL.replace(batch_size=500, shards=shards_for(500), floatx=floatx,
+                                threads=2)
+    trainer = get(engine, training=True).make_trainer(weights, dropout, settings, mnist[:4])
     snapshots, done = [], 0
     try:
         for steps in JUDGE_STEPS:

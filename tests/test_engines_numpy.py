@@ -68,12 +68,11 @@ def test_layer_outputs_follow_the_networks_layers(mnist):
 def test_the_numpy_trainers_gradients_and_update_are_pytorchs_and_lasagnes():
     """float64 numpy against PyTorch's float32 autograd of the same network and masks,
     then one step of Lasagne's nesterov_momentum written out."""
-    import dataclasses
 
-    from mnist_cnn.defaults import RECIPES
     from mnist_cnn.nets import mrg
-    from mnist_cnn.nets.engines.pytorch.engine import LasagneNet, to_lasagne
+    from mnist_cnn.nets.engines.pytorch.modules import LasagneNet, to_lasagne
     from mnist_cnn.nets.engines.reference import NumpyTrainer
+    from mnist_cnn.training.settings import Settings
 
     rng = np.random.default_rng(2)
     weights = Weights([w * 3 + rng.normal(0, 0.05, w.shape) for w in init_weights("cnn", 3)],
@@ -81,8 +80,8 @@ def test_the_numpy_trainers_gradients_and_update_are_pytorchs_and_lasagnes():
     X = rng.random((12, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 12)
     states = [mrg.stream_states(s)[0] for s in (11, 12)]
-    recipe = dataclasses.replace(RECIPES["tutorial"], floatx="float64")
-    trainer = NumpyTrainer(weights, states, recipe, "cpu", (X, y, X, y))
+    settings = Settings(engine="numpy", floatx="float64", device="cpu")
+    trainer = NumpyTrainer(weights, states, settings, (X, y, X, y))
     loss, grads = trainer.gradients(X, y)
     masks = [torch.from_numpy(mrg.MaskStream(state, 0.5, "float64").draw((12, units))
                               .astype(np.float32))
@@ -94,7 +93,7 @@ def test_the_numpy_trainers_gradients_and_update_are_pytorchs_and_lasagnes():
     assert abs(loss - float(torch_loss.detach())) < 1e-5
     for ours, theirs in zip(grads, torch_grads, strict=True):
         np.testing.assert_allclose(ours, to_lasagne(theirs), atol=2e-5 * np.abs(ours).max())
-    stepped = NumpyTrainer(weights, states, recipe, "cpu", (X, y, X, y))  # the same masks
+    stepped = NumpyTrainer(weights, states, settings, (X, y, X, y))  # the same masks
     stepped.step(X, y)
     for p0, p1, v, g in zip(weights, stepped.params, stepped.velocities, grads, strict=True):
         np.testing.assert_array_equal(v, 0.9 * 0 + (p0 - 0.01 * g) - p0)

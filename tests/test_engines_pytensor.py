@@ -1,4 +1,5 @@
-"""mnist_cnn.nets.engines.symbolic: the tutorial's symbolic program on PyTensor agrees with PyTorch."""
+"""mnist_cnn.nets.engines.symbolic: the tutorial's symbolic program on PyTensor agrees
+with PyTorch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 from mnist_cnn import evaluate, predict_proba, save_weights, train
-from mnist_cnn.nets.engines.pytorch.engine import LasagneNet, NesterovMomentum
+from mnist_cnn.nets.engines.pytorch.modules import LasagneNet
+from mnist_cnn.nets.engines.pytorch.optimizers import NesterovMomentum
 from mnist_cnn.nets.spec import Weights, init_weights
 
 ROOT = Path(__file__).resolve().parents[1]

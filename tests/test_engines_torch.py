@@ -1,4 +1,5 @@
-"""mnist_cnn.nets.engines.pytorch.engine: the PyTorch networks compute what Lasagne computes, and train."""
+"""mnist_cnn.nets.engines.pytorch: the PyTorch networks compute what Lasagne computes,
+and train."""
 
 from __future__ import annotations
 
@@ -7,24 +8,17 @@ import pytest
 import torch
 from reference import forward
 
-from mnist_cnn.defaults import RECIPES
 from mnist_cnn.nets import mrg
-from mnist_cnn.nets.engines.pytorch.engine import (
-    LasagneNet,
-    NesterovMomentum,
-    TorchTrainer,
-    build_cnn,
-    build_custom_mlp,
-    build_mlp,
-    max_pool_2x2,
-    pool_rectify,
-    rectify,
-)
-from mnist_cnn.nets.engines.reference import pool_grad
+from mnist_cnn.nets.engines.array_ops import pool_grad
+from mnist_cnn.nets.engines.pytorch.gradient_rules import max_pool_2x2, pool_rectify, rectify
+from mnist_cnn.nets.engines.pytorch.modules import LasagneNet
+from mnist_cnn.nets.engines.pytorch.optimizers import NesterovMomentum
+from mnist_cnn.nets.engines.pytorch.trainer import TorchTrainer
 from mnist_cnn.nets.spec import Weights, init_weights, initialise
 from mnist_cnn.storage.mnist_data import minibatch_indices
+from mnist_cnn.training.settings import Settings
 
-TUTORIAL = RECIPES["tutorial"]
+TUTORIAL = Settings(device="cpu", shards=1)
 
 
 def random_weights(model: str, seed: int) -> list[np.ndarray]:
@@ -65,11 +59,11 @@ def test_weights_round_trip_through_the_torch_layout_exactly(model):
         4 if model == "cnn" else 0].shape  # dense W transposed
 
 
-def test_builders_match_the_tutorials_networks():
-    assert build_cnn().network.name == "cnn"
-    assert build_mlp().network.name == "mlp"
-    assert build_custom_mlp(1, 20, 0.0, 0.25).network.name == "custom_mlp:1,20,0,0.25"
-    assert sum(p.numel() for p in build_cnn().parameters()) == 160362
+def test_modules_are_built_for_the_tutorials_networks():
+    assert LasagneNet("cnn").network.name == "cnn"
+    assert LasagneNet("mlp").network.name == "mlp"
+    assert LasagneNet("custom_mlp:1,20,0,0.25").network.name == "custom_mlp:1,20,0,0.25"
+    assert sum(p.numel() for p in LasagneNet("cnn").parameters()) == 160362
 
 
 def test_dropout_divides_by_the_keep_probability_and_multiplies_by_the_mask():
@@ -149,7 +143,7 @@ def test_fused_pool_rectify_equals_lasagnes_rectify_then_pool():
 @pytest.mark.parametrize("calls, shape", [(4, (50, 512)), (3, (50, 256)), (2, (500, 256)),
                                           (2, (5, 784))])
 def test_a_whole_epochs_masks_at_once_are_the_step_by_step_masks(calls, shape):
-    from mnist_cnn.nets.engines.pytorch.engine import epoch_masks
+    from mnist_cnn.nets.dropout_masks import epoch_masks
 
     states = mrg.stream_states(123456789)[0]
     stream = mrg.MaskStream(states, keep=0.5)
@@ -207,7 +201,7 @@ def test_resident_epochs_equal_plain_epochs_bit_for_bit(mnist, model):
     runs = []
     for resident in (True, False):
         weights, dropout = _streams(model, 3)
-        trainer = TorchTrainer(weights, dropout, TUTORIAL, "cpu", data, resident=resident)
+        trainer = TorchTrainer(weights, dropout, TUTORIAL, data, resident=resident)
         runs.append((_run_epoch(trainer, order), trainer.get_state()))
     (losses_a, a), (losses_b, b) = runs
     np.testing.assert_array_equal(losses_a, losses_b)
@@ -234,14 +228,12 @@ def _resumed_after_one_epoch(trainer, orders):
 @pytest.mark.mnist
 def test_the_fast_recipe_resumes_from_a_saved_state_identically(mnist):
     """Adam's moments and step count (and so its schedule) are saved and restored."""
-    import dataclasses
-
     data = _small(mnist)
     orders = [minibatch_indices(600, 100, shuffle=True, rng=s) for s in (1, 2)]
-    fast = dataclasses.replace(RECIPES["fast"], batch_size=100)
+    fast = Settings.of("fast", batch_size=100, device="cpu")
 
     def trainer():
-        return TorchTrainer(*_streams("cnn", 5), fast, "cpu", data)
+        return TorchTrainer(*_streams("cnn", 5), fast, data)
 
     *_, state = _resumed_after_one_epoch(trainer, orders)
     assert state.steps == 6 and len(state.moments) == 8
@@ -253,7 +245,7 @@ def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
     orders = [minibatch_indices(600, 100, shuffle=True, rng=s) for s in (1, 2)]
 
     def trainer():
-        return TorchTrainer(*_streams("cnn", 5), TUTORIAL, "cpu", data, resident=True)
+        return TorchTrainer(*_streams("cnn", 5), TUTORIAL, data, resident=True)
 
     straight, resumed, _ = _resumed_after_one_epoch(trainer, orders)
     assert resumed.validate() == straight.validate()
@@ -261,7 +253,7 @@ def test_resident_epochs_resume_from_a_saved_state_identically(mnist):
 
 def test_the_first_convolution_by_window_position_equals_the_plain_one():
     """Values bitwise; gradients to float32 rounding (the sums run in another order)."""
-    from mnist_cnn.nets.engines.pytorch.engine import conv_pool_rectify
+    from mnist_cnn.nets.engines.pytorch.gradient_rules import conv_pool_rectify
 
     rng = torch.Generator().manual_seed(0)
     x = torch.rand(6, 1, 28, 28, generator=rng)
@@ -280,21 +272,32 @@ def test_the_first_convolution_by_window_position_equals_the_plain_one():
         assert (got - want).abs().max() <= 1e-5 * want.abs().max()  # sums of ~3,500 terms
 
 
-def test_adam_with_its_schedule_equals_torch_optim_adam():
-    from mnist_cnn.nets.engines.pytorch.engine import Adam
+def test_the_fast_recipes_learning_rate_warms_up_over_a_quarter_and_decays_to_zero():
+    from mnist_cnn.nets.engines.pytorch.optimizers import Adam
+
+    param = torch.zeros(3)
+    updates = Adam([param], peak=3e-3, beta1=0.9, total=8)
+    rates = []
+    for _ in range(8):
+        rates.append(updates.optimizer.param_groups[0]["lr"])
+        updates.step([torch.ones(3)])
+    assert rates[:3] == [0.0, 1.5e-3, 3e-3] and rates[-1] == pytest.approx(3e-3 / 6)
+    assert (param < 0).all()  # the first step at rate 0 moved nothing; the others did
+
+
+def test_adam_restored_after_some_steps_continues_as_if_never_stopped():
+    from mnist_cnn.nets.engines.pytorch.optimizers import Adam
 
     rng = torch.Generator().manual_seed(0)
-    ours = torch.randn(5, 3, generator=rng)
-    theirs = ours.clone().requires_grad_()
-    updates = Adam([ours], peak=3e-3, beta1=0.9, total=8)
-    reference = torch.optim.Adam([theirs], lr=0.0, betas=(0.9, 0.999), eps=1e-8)
-    rates = []
-    for step in range(8):
-        g = torch.randn(5, 3, generator=rng)
-        rates.append(updates.learning_rate(step))
-        reference.param_groups[0]["lr"] = rates[-1]
-        theirs.grad = g.clone()
-        reference.step()
-        updates.step([g])
-        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-6, atol=1e-7)
-    assert rates[:3] == [0.0, 1.5e-3, 3e-3] and rates[-1] == pytest.approx(3e-3 / 6)
+    grads = [torch.randn(4, generator=rng) for _ in range(6)]
+    straight, resumed = torch.zeros(4), torch.zeros(4)
+    through = Adam([straight], peak=1e-2, beta1=0.9, total=6)
+    for g in grads[:3]:
+        through.step([g])
+    resumed.copy_(straight)
+    again = Adam([resumed], peak=1e-2, beta1=0.9, total=6)
+    again.restore(through.velocities, through.moments, through.steps)
+    for g in grads[3:]:
+        through.step([g])
+        again.step([g])
+    assert torch.equal(straight, resumed) and again.steps == 6

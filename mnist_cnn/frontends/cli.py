@@ -236,11 +236,14 @@ def _evaluate_arguments(sub: Any) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from mnist_cnn.nets import engines
     from mnist_cnn.nets.inference import predict_proba
     from mnist_cnn.results import Evaluation
     from mnist_cnn.storage.mnist_data import load_dataset
     from mnist_cnn.storage.weights_file import load_weights
 
+    if args.engine != "auto":
+        engines.get(args.engine)  # an engine that is not installed, before the data
     weights = load_weights(args.weights)
     *_, X_test, y_test = load_dataset(args.data_dir)
     result = Evaluation.from_proba(
