@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -42,13 +42,29 @@ __all__ = [
 ]
 
 
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class Conv:
     """Lasagne's ``Conv2DLayer``: ``num_filters`` true convolutions of ``size x size``,
-    stride 1, no padding, then ReLU."""
+    stride 1, no padding, then ReLU; its W is drawn GlorotUniform and its b is 0."""
 
     num_filters: int
     size: int
+
+    def output_shape(self, inputs: Shape) -> Shape:
+        """One example's shape after the layer, from its shape before."""
+        return (self.num_filters, inputs[1] - self.size + 1, inputs[2] - self.size + 1)
+
+    def param_shapes(self, inputs: Shape) -> list[Shape]:
+        """W (num_filters, channels, size, size) and b (num_filters,)."""
+        return [(self.num_filters, inputs[0], self.size, self.size), (self.num_filters,)]
+
+    def initialise(self, inputs: Shape, rng: np.random.RandomState,
+                   dtype: str) -> tuple[list[np.ndarray], list[int]]:
+        """Its parameters as Lasagne draws them (see :func:`glorot_uniform`)."""
+        return _weight_and_bias(self.param_shapes(inputs), rng, dtype), []
 
 
 @dataclass(frozen=True)
@@ -56,25 +72,83 @@ class Pool:
     """Lasagne's ``MaxPool2DLayer(pool_size=2)``: the maximum of each 2x2 window,
     stride 2; an incomplete last row or column is ignored."""
 
+    def output_shape(self, inputs: Shape) -> Shape:
+        """One example's shape after the layer, from its shape before."""
+        return (inputs[0], inputs[1] // 2, inputs[2] // 2)
+
+    def param_shapes(self, inputs: Shape) -> list[Shape]:
+        """None."""
+        return []
+
+    def initialise(self, inputs: Shape, rng: np.random.RandomState,
+                   dtype: str) -> tuple[list[np.ndarray], list[int]]:
+        """Nothing to draw."""
+        return [], []
+
 
 @dataclass(frozen=True)
 class Dropout:
     """Lasagne's ``DropoutLayer``: in training, each unit is kept with probability
-    ``1 - p`` and kept units are scaled by ``1 / (1 - p)``; otherwise the identity."""
+    ``1 - p`` and kept units are scaled by ``1 / (1 - p)``; otherwise the identity. It
+    draws the seed of its own random stream when it is built."""
 
     p: float
+
+    def output_shape(self, inputs: Shape) -> Shape:
+        """The input's shape (the engines flatten it)."""
+        return inputs
+
+    def param_shapes(self, inputs: Shape) -> list[Shape]:
+        """None."""
+        return []
+
+    def initialise(self, inputs: Shape, rng: np.random.RandomState,
+                   dtype: str) -> tuple[list[np.ndarray], list[int]]:
+        """No parameters; the seed of its stream, ``randint(1, DROPOUT_SEED_LIMIT)``."""
+        return [], [int(rng.randint(1, DROPOUT_SEED_LIMIT))]
 
 
 @dataclass(frozen=True)
 class Dense:
     """Lasagne's ``DenseLayer``: ``x @ W + b`` on the flattened input, then ReLU, or
-    softmax for the output layer."""
+    softmax for the output layer; its W is drawn GlorotUniform and its b is 0."""
 
     num_units: int
     softmax: bool = False
 
+    def output_shape(self, inputs: Shape) -> Shape:
+        """One example's shape after the layer, from its shape before."""
+        return (self.num_units,)
+
+    def param_shapes(self, inputs: Shape) -> list[Shape]:
+        """W (num_inputs, num_units) and b (num_units,)."""
+        return [(math.prod(inputs), self.num_units), (self.num_units,)]
+
+    def initialise(self, inputs: Shape, rng: np.random.RandomState,
+                   dtype: str) -> tuple[list[np.ndarray], list[int]]:
+        """Its parameters as Lasagne draws them (see :func:`glorot_uniform`)."""
+        return _weight_and_bias(self.param_shapes(inputs), rng, dtype), []
+
 
 Layer = Conv | Pool | Dropout | Dense
+
+#: Lasagne's ``DropoutLayer`` seeds its stream with ``randint(1, DROPOUT_SEED_LIMIT)``.
+DROPOUT_SEED_LIMIT = 2147462579
+
+
+def glorot_uniform(shape: Shape, rng: np.random.RandomState) -> np.ndarray:
+    """Lasagne's ``GlorotUniform`` (gain 1) in float64: for a shape ``(n1, n2, *rf)``,
+    ``U(-a, a)`` with ``a = sqrt(3) * sqrt(2 / ((n1 + n2) * prod(rf)))``."""
+    n1, n2 = shape[:2]
+    std = 1.0 * np.sqrt(2.0 / ((n1 + n2) * np.prod(shape[2:])))
+    bound = np.sqrt(3) * std
+    return rng.uniform(low=0.0 - bound, high=0.0 + bound, size=shape)
+
+
+def _weight_and_bias(shapes: list[Shape], rng: np.random.RandomState,
+                     dtype: str) -> list[np.ndarray]:
+    weight, bias = shapes
+    return [glorot_uniform(weight, rng).astype(dtype), np.zeros(bias, dtype)]
 
 
 @dataclass(frozen=True)
@@ -93,45 +167,37 @@ class Network:
 
     name: str
     layers: tuple[Layer, ...]
-    input_shape: tuple[int, ...] = (1, 28, 28)
+    input_shape: Shape = (1, 28, 28)
 
-    def output_shapes(self) -> list[tuple[int, ...]]:
-        """One example's shape after each layer."""
+    def input_shapes(self) -> list[Shape]:
+        """One example's shape before each layer."""
         shapes, shape = [], self.input_shape
         for layer in self.layers:
-            if isinstance(layer, Conv):
-                shape = (layer.num_filters, shape[1] - layer.size + 1, shape[2] - layer.size + 1)
-            elif isinstance(layer, Pool):
-                shape = (shape[0], shape[1] // 2, shape[2] // 2)
-            elif isinstance(layer, Dense):
-                shape = (layer.num_units,)
             shapes.append(shape)
+            shape = layer.output_shape(shape)
         return shapes
 
-    def param_shapes(self) -> list[tuple[int, ...]]:
+    def output_shapes(self) -> list[Shape]:
+        """One example's shape after each layer."""
+        return [layer.output_shape(shape)
+                for layer, shape in zip(self.layers, self.input_shapes(), strict=True)]
+
+    def param_shapes(self) -> list[Shape]:
         """Shapes of the parameters in Lasagne's layout and order (W before b)."""
-        shapes: list[tuple[int, ...]] = []
-        inputs = self.input_shape
-        for layer, out in zip(self.layers, self.output_shapes(), strict=True):
-            if isinstance(layer, Conv):
-                shapes += [(layer.num_filters, inputs[0], layer.size, layer.size),
-                           (layer.num_filters,)]
-            elif isinstance(layer, Dense):
-                shapes += [(math.prod(inputs), layer.num_units), (layer.num_units,)]
-            inputs = out
-        return shapes
+        return [param for layer, shape in zip(self.layers, self.input_shapes(), strict=True)
+                for param in layer.param_shapes(shape)]
 
     def num_params(self) -> int:
         """How many numbers the weights hold."""
         return sum(math.prod(shape) for shape in self.param_shapes())
 
-    def dropout_shapes(self, batch_size: int) -> list[tuple[tuple[int, ...], float]]:
+    def dropout_shapes(self, batch_size: int) -> list[tuple[Shape, float]]:
         """Shape and drop probability of each dropout mask of a training batch, in order.
 
         A mask has the shape of its layer's input, the batch first.
         """
-        shapes = [self.input_shape, *self.output_shapes()]
-        return [((batch_size, *shapes[i]), layer.p) for i, layer in enumerate(self.layers)
+        return [((batch_size, *shape), layer.p)
+                for layer, shape in zip(self.layers, self.input_shapes(), strict=True)
                 if isinstance(layer, Dropout)]
 
     @property
@@ -168,6 +234,11 @@ def mlp() -> Network:
     return custom_mlp()
 
 
+#: The tutorial's networks by name (``custom_mlp:DEPTH,WIDTH,DROP_IN,DROP_HID`` names the
+#: family of :func:`custom_mlp`): what :func:`network` builds and :func:`network_for`
+#: recognises. A new network is one function and one line here.
+NETWORKS: dict[str, Callable[[], Network]] = {"cnn": cnn, "mlp": mlp}
+
 _CUSTOM = re.compile(r"custom_mlp:(\d+),(\d+),([0-9.eE+-]+),([0-9.eE+-]+)")
 
 
@@ -196,17 +267,15 @@ def network(name: str | Network) -> Network:
     """
     if isinstance(name, Network):
         return name
-    if name == "cnn":
-        return cnn()
-    if name == "mlp":
-        return mlp()
+    if isinstance(name, str) and name in NETWORKS:
+        return NETWORKS[name]()
     match = _CUSTOM.fullmatch(name) if isinstance(name, str) else None
     if match is None:
         if isinstance(name, str) and name.startswith("custom_mlp:"):
             raise ValueError(f"bad model {name!r}: expected custom_mlp:DEPTH,WIDTH,DROP_IN,"
                              "DROP_HID with whole numbers DEPTH >= 0, WIDTH >= 1 and drop "
                              "rates in [0, 1)")
-        raise ValueError(f"unknown model {name!r}: choose cnn, mlp or "
+        raise ValueError(f"unknown model {name!r}: choose {', '.join(NETWORKS)} or "
                          "custom_mlp:DEPTH,WIDTH,DROP_IN,DROP_HID")
     depth, width = int(match[1]), int(match[2])
     try:
@@ -232,8 +301,9 @@ def network_for(shapes: Sequence[tuple[int, ...]]) -> Network:
         If the count or shapes match none of the networks.
     """
     shapes = [tuple(int(n) for n in s) for s in shapes]
-    if shapes == cnn().param_shapes():
-        return cnn()
+    for build in NETWORKS.values():
+        if shapes == build().param_shapes():
+            return build()
     if len(shapes) >= 2 and len(shapes) % 2 == 0 and len(shapes[0]) == 2:
         width = shapes[0][1] if len(shapes) > 2 else 800
         candidate = custom_mlp(depth=len(shapes) // 2 - 1, width=width)
@@ -314,19 +384,14 @@ class Weights(Sequence[np.ndarray]):
         return f"Weights({self.network.name}, {len(self)} arrays)"
 
 
-#: Lasagne's ``DropoutLayer`` seeds its stream with ``randint(1, DROPOUT_SEED_LIMIT)``.
-DROPOUT_SEED_LIMIT = 2147462579
-
-
 def initialise(net: Network | str, rng: np.random.RandomState,
                dtype: str = "float32") -> tuple[Weights, list[int]]:
     """Build a network's parameters as Lasagne does, drawing from ``rng``.
 
     Lasagne draws everything from one numpy ``RandomState`` while the layers are built,
-    input to output: a ``Conv2DLayer`` or ``DenseLayer`` draws its W (GlorotUniform,
-    gain 1: for a shape ``(n1, n2, *rf)``, ``U(-a, a)`` with ``a = sqrt(3) * sqrt(2 /
-    ((n1 + n2) * prod(rf)))``; its b is 0), and a ``DropoutLayer`` draws
-    ``randint(1, 2147462579)``, the seed of its own random stream. ``rng`` is left where
+    input to output, each layer as its ``initialise`` says: a ``Conv2DLayer`` or
+    ``DenseLayer`` draws its W (:func:`glorot_uniform`; its b is 0), and a
+    ``DropoutLayer`` draws the seed of its own random stream. ``rng`` is left where
     Lasagne leaves the global generator, so that the tutorial's shuffles come next.
 
     Parameters
@@ -346,19 +411,12 @@ def initialise(net: Network | str, rng: np.random.RandomState,
         One per dropout layer, in order.
     """
     net = network(net)
-    shapes = iter(net.param_shapes())
     arrays: list[np.ndarray] = []
     seeds: list[int] = []
-    for layer in net.layers:
-        if isinstance(layer, Dropout):
-            seeds.append(int(rng.randint(1, DROPOUT_SEED_LIMIT)))
-        elif isinstance(layer, (Conv, Dense)):
-            shape, bias = next(shapes), next(shapes)
-            n1, n2 = shape[:2]
-            std = 1.0 * np.sqrt(2.0 / ((n1 + n2) * np.prod(shape[2:])))
-            bound = np.sqrt(3) * std
-            values = rng.uniform(low=0.0 - bound, high=0.0 + bound, size=shape)
-            arrays += [values.astype(dtype), np.zeros(bias, dtype)]
+    for layer, shape in zip(net.layers, net.input_shapes(), strict=True):
+        params, drawn = layer.initialise(shape, rng, dtype)
+        arrays += params
+        seeds += drawn
     return Weights(arrays, net, dtype), seeds
 
 

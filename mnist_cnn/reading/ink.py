@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnist_cnn.errors import ImageError
+from mnist_cnn.reading.grouping import column_neighbours, groups
 
 __all__ = [
     "InkMap",
@@ -400,23 +401,16 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
 
 
 def _grouped(pieces: list[Piece], gap: float) -> list[int]:
-    """For each piece, the index of its group: pieces whose boxes come within ``gap``
-    of each other are in one group (union-find)."""
-    group = list(range(len(pieces)))
+    """For each piece, the number of its group: pieces whose boxes come within ``gap``
+    of each other are in one group."""
+    def near(a: Piece, b: Piece) -> bool:
+        return (a.bbox[0] - gap < b.bbox[2] and b.bbox[0] - gap < a.bbox[2]
+                and a.bbox[1] - gap < b.bbox[3] and b.bbox[1] - gap < a.bbox[3])
 
-    def root(i: int) -> int:
-        while group[i] != i:
-            group[i] = group[group[i]]
-            i = group[i]
-        return i
-
-    for i, a in enumerate(pieces):
-        for j in range(i + 1, len(pieces)):
-            b = pieces[j]
-            if (a.bbox[0] - gap < b.bbox[2] and b.bbox[0] - gap < a.bbox[2]
-                    and a.bbox[1] - gap < b.bbox[3] and b.bbox[1] - gap < a.bbox[3]):
-                group[root(i)] = root(j)
-    return [root(i) for i in range(len(pieces))]
+    found = groups(range(len(pieces)), column_neighbours([p.bbox for p in pieces], gap),
+                   lambda i, j: near(pieces[i], pieces[j]))
+    number = {i: g for g, members in enumerate(found) for i in members}
+    return [number[i] for i in range(len(pieces))]
 
 
 def select_digit(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:

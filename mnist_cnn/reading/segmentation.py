@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mnist_cnn.reading.grouping import column_neighbours, groups
 from mnist_cnn.reading.ink import InkMap, Piece, digit_ink, ink_pieces
 from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
 
@@ -89,26 +90,6 @@ class Page:
         return float(np.median([c.height for c in self.rows[row]]))
 
 
-def _union(pieces: list[Piece], together) -> list[list[Piece]]:
-    """Pieces in groups: ``together(a, b)`` puts two pieces in one group."""
-    group = list(range(len(pieces)))
-
-    def root(i: int) -> int:
-        while group[i] != i:
-            group[i] = group[group[i]]
-            i = group[i]
-        return i
-
-    for i in range(len(pieces)):
-        for j in range(i + 1, len(pieces)):
-            if together(pieces[i], pieces[j]):
-                group[root(i)] = root(j)
-    out: dict[int, list[Piece]] = {}
-    for i, piece in enumerate(pieces):
-        out.setdefault(root(i), []).append(piece)
-    return list(out.values())
-
-
 def _stacked(a: Piece, b: Piece) -> bool:
     """Whether two pieces are parts of one character: one over the other."""
     overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
@@ -164,7 +145,8 @@ def find_characters(mask: np.ndarray, ink: np.ndarray
         apart), or left out (a dot, dust).
     """
     labels, pieces = ink_pieces(mask, ink)
-    characters = [_character(g) for g in _union(pieces, _stacked)]
+    characters = [_character(g) for g in groups(
+        pieces, column_neighbours([p.bbox for p in pieces]), _stacked)]
     return labels, pieces, [_with_small_parts_joined(row) for row in _rows(characters)]
 
 
