@@ -1,7 +1,7 @@
 """The CUDA path: graph capture, full float32, agreement with the CPU.
 
 These run where PyTorch sees a CUDA GPU and are skipped elsewhere (CI has none). The
-step that the graph captures is tested on the CPU in test_train.py.
+step that the graph captures is tested on the CPU in test_engines_pytorch.py.
 """
 
 from __future__ import annotations

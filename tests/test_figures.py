@@ -1,4 +1,5 @@
-"""mnist_cnn.frontends.figures and `mnist-cnn visualize`: figures that show what their titles say."""
+"""mnist_cnn.frontends.figures and `mnist-cnn visualize`: figures that show what their
+titles say."""
 
 from __future__ import annotations
 

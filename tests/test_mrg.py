@@ -1,7 +1,7 @@
 """mnist_cnn.nets.mrg: Theano's MRG31k3p streams, as Lasagne's dropout draws its masks.
 
 Checked here against an independent scalar port of Theano's ``mrg_next_value`` and its
-stream set-up; test_engines_lasagne.py checks the same against the real library.
+stream set-up; test_engines_legacy.py checks the same against the real library.
 """
 
 from __future__ import annotations

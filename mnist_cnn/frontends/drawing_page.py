@@ -1,9 +1,9 @@
 """``mnist-cnn draw``: a local web page where the network reads the digit you draw.
 
-The server is the standard library's :class:`http.server.ThreadingHTTPServer`: nothing
-to install, imported in milliseconds, and enough for one person's browser on
-127.0.0.1. It serves one page (``mnist_cnn/frontends/page/draw.html``, shipped in the package: no
-CDN, works offline) and one JSON endpoint:
+The server is the standard library's :class:`http.server.ThreadingHTTPServer`: nothing to
+install, quick to import, and enough for one person's browser on 127.0.0.1. It serves one
+page (``mnist_cnn/frontends/page/draw.html``, shipped in the package: no CDN, works offline)
+and one JSON endpoint:
 
 ``POST /api/read`` with an image file as the body (PNG, JPEG, ... at most
 :data:`MAX_UPLOAD` bytes) answers ``{"digit", "probabilities", "input", "feature_maps"}``:

@@ -121,8 +121,8 @@ def smooth_noise(ink: np.ndarray) -> np.ndarray:
 
 def noise_level(ink: np.ndarray) -> float:
     """The paper's noise: a robust standard deviation of the ink image, which the paper
-    dominates (median absolute deviation, scaled for a normal law; written out because
-    importing ``scipy.stats`` for it would double a one-image prediction's time)."""
+    dominates (median absolute deviation, scaled for a normal law; written out so that a
+    one-image prediction does not import ``scipy.stats``)."""
     return 1.4826 * float(np.median(np.abs(ink - np.median(ink)))) + 1e-4
 
 

@@ -275,7 +275,8 @@ def split(page: Page, character: Character, column: int) -> tuple[Character, Cha
 
 def character_image(page: Page, character: Character) -> np.ndarray:
     """A character (its pieces, within its box's columns) as the network's 28x28 input
-    (:func:`mnist_cnn.reading.ink.digit_ink`, :func:`mnist_cnn.reading.mnist_format.mnist_format`)."""
+    (:func:`mnist_cnn.reading.ink.digit_ink`,
+    :func:`mnist_cnn.reading.mnist_format.mnist_format`)."""
     columns = np.zeros(page.labels.shape[1], bool)
     columns[character.bbox[1]:character.bbox[3]] = True
     pixels = np.isin(page.labels, character.labels) & columns

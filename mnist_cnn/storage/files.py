@@ -304,11 +304,11 @@ def atomic_write(path: str | os.PathLike, text: bool = False) -> Iterator[IO]:
 def write_together(contents: dict[Path, bytes]) -> None:
     """Write several files so that they are replaced in one step.
 
-    Each file is first written completely under a temporary name; if any write fails,
-    none of the files is touched. The renames then run with Ctrl-C and SIGTERM held off
-    (see :func:`mnist_cnn.interrupts.deferred_signals`), so an interrupted process leaves all or none of the
-    files replaced; only SIGKILL or a power loss can split them, which is why readers
-    check that files belong together (a sidecar records its weights' SHA-256).
+    Each file is first written completely under a temporary name; if any write fails, none
+    of the files is touched. The renames then run with Ctrl-C and SIGTERM held off (see
+    :func:`mnist_cnn.interrupts.deferred_signals`), so an interrupted process leaves all or
+    none of the files replaced; only SIGKILL or a power loss can split them, which is why
+    readers check that files belong together (a sidecar records its weights' SHA-256).
     """
     staged: list[tuple[Path, Path]] = []
     try:

@@ -1,11 +1,12 @@
 """The ``lasagne`` engine: the real Theano 0.8.2 and Lasagne 0.1, running the tutorial.
 
 The original libraries need a Python 3.6 to 3.9 and numpy 1.x (see
-:mod:`mnist_cnn.nets.engines.legacy.environment`, set up once with ``mnist-cnn legacy setup``). This engine runs
-the tutorial's program (:mod:`mnist_cnn.nets.engines.legacy.program`: its build functions,
-``iterate_minibatches``, ``nesterov_momentum`` and the compiled ``train_fn`` and
-``val_fn``) in that interpreter, as a child process spoken to in JSON lines, with
-arrays crossing as ``.npy``/``.npz`` files that are read back without pickle.
+:mod:`mnist_cnn.nets.engines.legacy.environment`, set up once with ``mnist-cnn legacy
+setup``). This engine runs the tutorial's program
+(:mod:`mnist_cnn.nets.engines.legacy.program`: its build functions, ``iterate_minibatches``,
+``nesterov_momentum`` and the compiled ``train_fn`` and ``val_fn``) in that interpreter, as
+a child process spoken to in JSON lines, with arrays crossing as ``.npy``/``.npz`` files
+that are read back without pickle.
 
 The training loop of :mod:`mnist_cnn.training.loop` drives it like any engine: the child
 receives the loop's weights, velocities and dropout streams, shuffles every epoch with
@@ -63,7 +64,8 @@ class LasagneProgram:
     floatx : {"float32", "float64"}
         Theano's ``floatX`` in the child.
     blas_threads : int, optional
-        OpenBLAS's threads in the child (see :func:`mnist_cnn.nets.engines.legacy.environment.environment`).
+        OpenBLAS's threads in the child (see
+        :func:`mnist_cnn.nets.engines.legacy.environment.environment`).
 
     Attributes
     ----------

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_cnn.errors import EngineError
 from mnist_cnn.nets.engines.pytorch.devices import resolve_device
 from mnist_cnn.nets.engines.pytorch.inference import evaluate, predict_proba
 from mnist_cnn.nets.engines.pytorch.trainer import TorchTrainer
@@ -30,11 +29,7 @@ NAME = "pytorch"
 
 
 def check_settings(settings: Settings) -> None:
-    """Raise EngineError unless this engine can train with ``settings`` here (float32,
-    and a device that exists)."""
-    if settings.floatx != "float32":
-        raise EngineError(f"the pytorch engine trains in float32, not {settings.floatx}; "
-                          "the numpy and lasagne engines train in float64")
+    """Raise EngineError unless the device of ``settings`` is here."""
     resolve_device(settings.device)
 
 

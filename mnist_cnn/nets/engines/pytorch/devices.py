@@ -74,14 +74,14 @@ class ThreadFitter:
     """How many threads to compute on: a fixed number, or the cores that other processes
     leave free.
 
-    PyTorch's threads meet at a barrier in every operation; when another process keeps
-    one of their cores busy, each operation waits for the thread that shares a core, and
-    training on two threads beside one busy core ran at a third of its quiet speed, where
-    one thread kept most of it. So the cores that other processes use are measured from
-    the system's CPU time (``/proc/stat``) less this process's own over the last interval,
-    and the count is the cores of this process's affinity that remain. It costs one small
-    file read per measure; where there is no ``/proc/stat`` the count stays as it is.
-    It sets nothing itself: :class:`Lanes` runs work on that many threads.
+    PyTorch's threads meet at a barrier in every operation; when another process keeps one
+    of their cores busy, each operation waits for the thread that shares a core (the
+    performance page of the documentation has the figures). So the cores that other
+    processes use are measured from the system's CPU time (``/proc/stat``) less this
+    process's own over the last interval, and the count is the cores of this process's
+    affinity that remain. It costs one small file read per measure; where there is no
+    ``/proc/stat`` the count stays as it is. It sets nothing itself: :class:`Lanes` runs
+    work on that many threads.
 
     Parameters
     ----------

@@ -1,4 +1,5 @@
-"""mnist_cnn.nets.engines.reference: Lasagne's layers in numpy equal PyTorch's, gradients included."""
+"""mnist_cnn.nets.engines.reference: Lasagne's layers in numpy equal PyTorch's, gradients
+included."""
 
 from __future__ import annotations
 

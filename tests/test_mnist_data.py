@@ -1,4 +1,5 @@
-"""mnist_cnn.storage.mnist_data: IDX parsing, file checks, downloads, the array cache, mini-batches."""
+"""mnist_cnn.storage.mnist_data: IDX parsing, file checks, downloads, the array cache,
+mini-batches."""
 
 from __future__ import annotations
 
