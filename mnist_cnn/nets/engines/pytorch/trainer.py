@@ -24,7 +24,7 @@ from mnist_cnn.nets.engines.pytorch.modules import LasagneNet, as_tensor, from_l
 from mnist_cnn.nets.engines.pytorch.optimizers import Adam, NesterovMomentum
 from mnist_cnn.nets.spec import Weights
 from mnist_cnn.results import Evaluation
-from mnist_cnn.training.augment import augment
+from mnist_cnn.nets.engines.pytorch.augment import augment
 
 if TYPE_CHECKING:
     from mnist_cnn.training.settings import Settings
