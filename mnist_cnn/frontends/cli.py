@@ -352,7 +352,6 @@ def _predict(args: argparse.Namespace) -> int:
     import json
 
     from mnist_cnn.errors import ImageError
-    from mnist_cnn.reading.numbers import NumberReading, read_number
     from mnist_cnn.reading.predictions import (
         Prediction,
         Unreadable,
@@ -368,6 +367,8 @@ def _predict(args: argparse.Namespace) -> int:
     found = _expand_images(args.images)
     usable = [path for path, problem in found if problem is None]
     if args.number:
+        from mnist_cnn.reading.numbers import NumberReading, read_number
+
         def read(path: str) -> NumberReading | Unreadable:
             try:
                 return read_number(path, weights, top=args.top, device=args.device)
@@ -388,7 +389,7 @@ def _predict(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{PROG}: error: {result.error}", file=sys.stderr)
             continue
-        digits = result.digits if isinstance(result, NumberReading) else [result]
+        digits = [result] if isinstance(result, Prediction) else result.digits
         if args.save_preprocessed:
             stem = Path(path).stem or "image"
             saved = [str(d.save_input(_unique(Path(args.save_preprocessed),
