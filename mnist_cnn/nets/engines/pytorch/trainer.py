@@ -13,6 +13,7 @@ from mnist_cnn.errors import EngineError
 from mnist_cnn.nets import mrg
 from mnist_cnn.nets.dropout_masks import epoch_masks
 from mnist_cnn.nets.engines import TrainerState
+from mnist_cnn.nets.engines.pytorch.augment import augment
 from mnist_cnn.nets.engines.pytorch.devices import (
     Lanes,
     exact_float32,
@@ -24,7 +25,6 @@ from mnist_cnn.nets.engines.pytorch.modules import LasagneNet, as_tensor, from_l
 from mnist_cnn.nets.engines.pytorch.optimizers import Adam, NesterovMomentum
 from mnist_cnn.nets.spec import Weights
 from mnist_cnn.results import Evaluation
-from mnist_cnn.nets.engines.pytorch.augment import augment
 
 if TYPE_CHECKING:
     from mnist_cnn.training.settings import Settings
