@@ -26,7 +26,13 @@ from photolike import drawn_seven
 from PIL import Image
 from subprocesses import default_sigint
 
-from mnist_cnn.frontends.drawing_page import MAX_UPLOAD, make_server, serve_in_thread
+from mnist_cnn.frontends.drawing_page import (
+    DECODERS,
+    MAX_UPLOAD,
+    WAITING,
+    make_server,
+    serve_in_thread,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -108,6 +114,85 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(server):
     response = connection.getresponse()
     assert response.status == 413 and "MB" in json.loads(response.read())["error"]
     connection.close()
+
+
+def whole_request(port: int, body: bytes, length: int | None = None) -> bytes:
+    """Send a POST's headers and body in one go, as a browser does, then read the whole
+    answer (until the server closes or 30 s pass)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /api/read HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % (len(body) if length is None else length)
+                     + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_an_upload_over_the_limit_sent_whole_gets_its_413_every_time(server):
+    body = os.urandom(6 << 20)
+    port = server.server_address[1]
+    for _ in range(5):
+        answer = whole_request(port, body)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+        assert b"Connection: close" in answer and b"MB is expected" in answer
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(server):
+    big = png(np.full((6000, 5000), 255, np.uint8))  # 30 MP, 30 kB: most of it is white
+    status, reply = post(server, big)
+    assert status == 413 and "megapixel limit" in reply["error"]
+
+
+@pytest.mark.slow  # a load test
+def test_a_burst_of_16_large_uploads_all_get_an_answer_with_memory_bounded():
+    """16 clients at once, each a 20-megapixel PNG (about 40 kB): every one gets 200 or
+    503 with Retry-After, the server's peak and resting memory stay bounded."""
+    image = np.full((4000, 5000), 255, np.uint8)
+    image[1500:2500, 2200:2300] = 0  # a "1"
+    body = png(image)
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "draw", "--no-browser"],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
+    port = int(proc.stdout.readline().split(":")[2].split("/")[0])
+    peak, sampling = [0], [True]
+
+    def rss() -> int:  # MB
+        with open(f"/proc/{proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) >> 10
+
+    def sample() -> None:
+        while sampling[0]:
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.01)
+
+    answers: list[bytes] = []
+    try:
+        resting = rss()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        clients = [threading.Thread(target=lambda: answers.append(whole_request(port, body)))
+                   for _ in range(16)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+        time.sleep(0.5)
+        after = rss()
+        sampling[0] = False
+        sampler.join()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    statuses = [int(a.split(b" ", 2)[1]) for a in answers]
+    print(f"16 uploads of 20 MP: {statuses.count(200)} answered 200, {statuses.count(503)} "
+          f"503; server at {resting} MB before, {peak[0]} MB at peak, {after} MB after")
+    assert len(statuses) == 16 and set(statuses) <= {200, 503} and 200 in statuses
+    assert statuses.count(200) >= DECODERS + WAITING or 503 not in statuses
+    assert all(b"Retry-After: 1" in a for a in answers if a.startswith(b"HTTP/1.1 503"))
+    assert peak[0] < 400 and after < 150
 
 
 def test_no_request_path_reaches_the_file_system(server):

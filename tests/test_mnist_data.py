@@ -76,6 +76,16 @@ def test_trailing_bytes_are_a_format_error(tmp_path, small_images):
         read_idx(path)
 
 
+@pytest.mark.parametrize("after", [gzip.compress(b"\0\0\0\x01"), b"junk"],
+                         ids=["second member", "trailing bytes"])
+def test_a_gzip_with_anything_after_its_one_member_is_refused_naming_the_file(
+        tmp_path, small_images, after):
+    path = write(tmp_path / "labels.gz", gzip.compress(idx_bytes(small_images)) + after)
+    with pytest.raises(MNISTFormatError, match=f"{path}: {len(after)} bytes after the end "
+                                               "of the gzip stream"):
+        read_idx(path)
+
+
 def test_truncated_gzip_is_a_format_error(tmp_path, small_images):
     data = gzip.compress(idx_bytes(small_images))
     path = write(tmp_path / "f.gz", data[: len(data) // 2])

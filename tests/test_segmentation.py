@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.segmentation import (
+    MAX_CHARACTERS,
+    MAX_PIECES,
     PART,
+    Character,
     cut_candidates,
     find_characters,
     piece_splits,
@@ -83,3 +88,37 @@ def test_pieces_written_close_can_be_parted_between_them():
     ((one, seven),) = piece_splits(page, character)
     assert np.allclose(one.bbox, (40, 40, 120, 50), atol=1)  # the ink's edge: +-1 px
     assert np.allclose(seven.bbox, (20, 30, 120, 140), atol=1)
+
+
+def specks(count: int, seed: int = 0) -> np.ndarray:
+    """A 3000x2000 light page with ``count`` dark squares of 2 to 4 pixels."""
+    rng = np.random.default_rng(seed)
+    page = np.full((2000, 3000), 235 / 255, np.float32)
+    for _ in range(count):
+        y, x, size = rng.integers(0, 1996), rng.integers(0, 2996), rng.integers(2, 5)
+        page[y:y + size, x:x + size] = rng.integers(0, 60) / 255
+    return page
+
+
+@pytest.mark.parametrize("count, refusal", [
+    (5000, r"separate marks of ink, more than a written number has \(at most 1,000"),
+    (2000, r"characters, more than a written number has \(at most 300"),
+])
+def test_a_page_of_thousands_of_specks_is_refused_in_one_line(count, refusal):
+    with pytest.raises(ImageError, match=f"^specks: [0-9,]+ {refusal}.*crop the picture"):
+        read_page(specks(count), "specks")
+
+
+def test_a_page_under_the_caps_is_read_whatever_its_pieces():
+    page = read_page(specks(300), "specks")
+    assert 0 < sum(len(row) for row in page.rows) <= MAX_CHARACTERS
+    assert len(page.pieces) <= MAX_PIECES
+
+
+def test_a_part_with_no_ink_on_one_side_of_the_cut_is_an_empty_sliver():
+    page = read_page(written(["7"]), "seven")
+    seven = page.rows[0][0]
+    top, left, bottom, right = seven.bbox
+    wider = Character(seven.labels, (top, left - 30, bottom, right))  # ink starts at left
+    empty, rest = split(page, wider, left - 10)
+    assert empty.height == 1 and rest.bbox[0] == top and rest.bbox[2] == bottom

@@ -12,10 +12,21 @@ the network's answer, the 28x28 image it saw after preprocessing
 or a 4xx with ``{"error": "..."}``. Nothing is written to disk; no part of a request
 ever names a file. The numpy engine computes (no PyTorch import: the first answer is
 fast).
+
+Under abuse the server stays bounded: at most :data:`DECODERS` images are decoded at
+once, each of at most :data:`MAX_PIXELS` pixels, with at most :data:`WAITING` more
+waiting their turn; a request beyond that is answered 503 with ``Retry-After``. An
+upload over :data:`MAX_UPLOAD` is answered 413 at once and its body read and discarded
+(up to :data:`MAX_DISCARD` bytes) so that a client that sends everything before reading
+still gets the answer. A connection that sends nothing for :data:`IDLE_TIMEOUT` seconds
+is closed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import json
 import threading
 from http import HTTPStatus
@@ -28,10 +39,21 @@ import numpy as np
 from mnist_cnn.errors import ImageError, MnistCnnError
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
 
-__all__ = ["MAX_UPLOAD", "DrawingServer", "make_server", "read_drawing", "serve_in_thread"]
+__all__ = ["DECODERS", "IDLE_TIMEOUT", "MAX_DISCARD", "MAX_PIXELS", "MAX_UPLOAD", "WAITING",
+           "DrawingServer", "make_server", "read_drawing", "serve_in_thread"]
 
 #: Uploads over this many bytes are refused (413).
 MAX_UPLOAD = 5 << 20
+#: Of a refused upload, at most this many bytes are read and discarded before closing.
+MAX_DISCARD = 64 << 20
+#: Images larger than this are refused (413) before their pixels are decoded.
+MAX_PIXELS = 25_000_000
+#: Images decoded at once; more requests wait, up to :data:`WAITING` of them.
+DECODERS = 2
+#: Requests that may wait for a decoder; beyond them the answer is 503 with Retry-After.
+WAITING = 8
+#: Seconds a connection may stay silent (while sending a request or between requests).
+IDLE_TIMEOUT = 30.0
 
 
 def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
@@ -60,7 +82,11 @@ def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
     from mnist_cnn.nets.engines.reference import layer_outputs
     from mnist_cnn.reading.images import decode_image, preprocess_image
 
-    x = preprocess_image(decode_image(data, "the upload"))
+    image = decode_image(data, "the upload")
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(f"the upload is {image.width}x{image.height} pixels, over the page's "
+                         f"{MAX_PIXELS / 1e6:.0f}-megapixel limit; scale it down first")
+    x = preprocess_image(image)
     net = as_weights(weights)
     outputs = layer_outputs(net, x[None, None])
     maps = outputs[0][0]
@@ -73,12 +99,19 @@ def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
 
 
 class DrawingServer(ThreadingHTTPServer):
-    """The page's server: its weights loaded once, the page held in memory."""
+    """The page's server: its weights loaded once, the page held in memory, a bounded
+    pool of decoders. Making one sets how this process's C heap (glibc) returns memory
+    to the system: large buffers at once, two heaps for all threads."""
 
     daemon_threads = True
+    request_queue_size = 64  # a burst of connections waits; it is not refused
 
     def __init__(self, address: tuple[str, int], weights: WeightsLike) -> None:
+        _return_large_buffers_promptly()
         self.weights = as_weights(weights)
+        self.decoders = threading.BoundedSemaphore(DECODERS)
+        self._admitted = 0
+        self._admission = threading.Lock()
         if self.weights.network.name != "cnn":
             raise MnistCnnError(f"the drawing page shows C1 feature maps: it needs the cnn's "
                                 f"weights, not {self.weights.network.name}'s")
@@ -94,6 +127,26 @@ class DrawingServer(ThreadingHTTPServer):
             print(f"mnist-cnn draw: error while answering {client_address[0]}: "
                   f"{type(error).__name__}: {error}", file=sys.stderr)
 
+    @contextlib.contextmanager
+    def decoder(self):
+        """A decoder for one image, waiting for one if all are busy; yields False (and
+        waits for none) when :data:`WAITING` requests already wait."""
+        with self._admission:
+            admitted = self._admitted < DECODERS + WAITING
+            self._admitted += admitted
+        if not admitted:
+            yield False
+            return
+        try:
+            with self.decoders:
+                yield True
+        finally:
+            with self._admission:
+                self._admitted -= 1
+                idle = self._admitted == 0
+            if idle:
+                _release_free_memory()
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -104,7 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: DrawingServer
     server_version = "mnist-cnn-draw"
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # no HTTP/0.9: every answer has a status line
     disable_nagle_algorithm = True  # small JSON answers go out at once
+    timeout = IDLE_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the terminal shows the address and errors only
@@ -165,24 +220,79 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length"})
             return
         if not 0 < length <= MAX_UPLOAD:
-            self.close_connection = True  # the body is not read
+            # Answer first (a client that waits after the headers reads it now), then read
+            # what a client that sends everything first still sends, so that closing does
+            # not reset the connection before it reads the answer.
+            self.close_connection = True
             self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else
                        HTTPStatus.BAD_REQUEST,
                        {"error": f"an image of 1 byte to {MAX_UPLOAD >> 20} MB is expected, "
-                                 f"got {length:,} bytes"})
+                                 f"got {length:,} bytes"}, {"Connection": "close"})
+            self._discard(min(max(length, 0), MAX_DISCARD))
             return
         data = self.rfile.read(length)
-        try:
-            result = read_drawing(data, self.server.weights)
-        except ImageError as exc:
-            self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": " ".join(str(exc).split())})
-            return
+        if len(data) < length:
+            self.close_connection = True
+            return  # the client went away mid-body
+        with self.server.decoder() as admitted:
+            if not admitted:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE,
+                           {"error": "the page is busy reading other images; try again in "
+                                     "a second"}, {"Retry-After": "1"})
+                return
+            try:
+                result = read_drawing(data, self.server.weights)
+            except ImageError as exc:
+                status = (HTTPStatus.REQUEST_ENTITY_TOO_LARGE if "megapixel" in str(exc)
+                          else HTTPStatus.UNPROCESSABLE_ENTITY)
+                self._json(status, {"error": " ".join(str(exc).split())})
+                return
+            finally:
+                del data
         self._json(HTTPStatus.OK, result)
+
+    def _discard(self, length: int) -> None:
+        """Read and drop up to ``length`` bytes of the request's body."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    break
+                length -= len(chunk)
 
     def do_PUT(self) -> None:
         self._route(self.command)
 
     do_DELETE = do_PATCH = do_PUT  # noqa: N815
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name and "libc.so" in name:
+        with contextlib.suppress(OSError):
+            return ctypes.CDLL(name)
+    return None
+
+
+def _return_large_buffers_promptly() -> None:
+    """Ask glibc to hand buffers of 1 MB or more straight back to the system when freed,
+    and to keep two heaps, not one per thread: otherwise each of the server's threads
+    keeps the memory of the images it decoded, and a burst leaves the process near its
+    peak (measured with ``scripts/bench_server.py``)."""
+    libc = _glibc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (a fixed one)
+            libc.mallopt(-8, 2)  # M_ARENA_MAX
+
+
+def _release_free_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise)."""
+    libc = _glibc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.malloc_trim(0)
 
 
 def make_server(weights: WeightsLike | None = None, host: str = "127.0.0.1",

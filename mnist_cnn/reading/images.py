@@ -134,7 +134,8 @@ def _load_grey(src: Any) -> np.ndarray:
 
     _check_size(name, *image.size)
     try:
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(0x0112, 1) != 1:  # an orientation tag: turn the pixels
+            image = ImageOps.exif_transpose(image)
         factor = -(-max(image.size) // _WORK_MAX_SIDE)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             rgba = image.convert("RGBA")
@@ -143,7 +144,8 @@ def _load_grey(src: Any) -> np.ndarray:
             grey = np.nan_to_num(np.asarray(image, np.float32), posinf=0.0, neginf=0.0)
             grey = grey / max(float(grey.max()), 1.0)
             image = Image.fromarray((grey * 255).astype(np.uint8))
-        image = image.convert("L")
+        if image.mode != "L":  # (a conversion to the same mode would copy the pixels)
+            image = image.convert("L")
         if factor > 1:
             image = image.reduce(factor)
         return np.asarray(image, np.float32) / 255.0

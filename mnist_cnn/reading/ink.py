@@ -299,6 +299,11 @@ class InkMap:
     low: float
     high: float
 
+    def crop(self, window: tuple[slice, slice]) -> InkMap:
+        """The part of the page in ``window`` (rows, columns): views, not copies."""
+        return InkMap(self.ink[window], self.seen[window], self.mask[window],
+                      self.lines[window], self.low, self.high)
+
 
 def map_ink(grey: np.ndarray, name: str) -> InkMap:
     """Where the ink of a greyscale page is, and how strong.

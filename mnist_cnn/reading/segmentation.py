@@ -21,12 +21,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.grouping import column_neighbours, groups
 from mnist_cnn.reading.ink import InkMap, Piece, digit_ink, ink_pieces
 from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
 
-__all__ = ["PART", "Character", "Page", "character_image", "cut_candidates", "find_characters",
-           "piece_splits", "read_page", "split"]
+__all__ = ["MAX_CHARACTERS", "MAX_PIECES", "PART", "Character", "Page", "character_image",
+           "cut_candidates", "find_characters", "piece_splits", "read_page", "split"]
+
+#: A page with more separate pieces of ink than this is refused before they are grouped
+#: (specks, a texture, a photo of something else); a number, even a filled-in grid of
+#: digits, has far fewer.
+MAX_PIECES = 1000
+#: A page with more characters than this is refused before they are read.
+MAX_CHARACTERS = 300
 
 #: Pieces are one character when they overlap horizontally by half the narrower one
 #: and lie within this fraction of the taller one's height of each other vertically.
@@ -122,7 +130,7 @@ def _rows(characters: list[Character]) -> list[list[Character]]:
     return [sorted(row, key=lambda c: c.bbox[1]) for row in rows]
 
 
-def find_characters(mask: np.ndarray, ink: np.ndarray
+def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
                     ) -> tuple[np.ndarray, list[Piece], list[list[Character]]]:
     """The characters of a number, in rows.
 
@@ -132,6 +140,8 @@ def find_characters(mask: np.ndarray, ink: np.ndarray
         Where the ink is (bool).
     ink : numpy.ndarray
         Its intensity.
+    name : str
+        The picture's name, for messages.
 
     Returns
     -------
@@ -143,10 +153,22 @@ def find_characters(mask: np.ndarray, ink: np.ndarray
         Top to bottom; each left to right. A character under half its row's height
         is joined to the nearest one within a third of a height (a 5's bar written
         apart), or left out (a dot, dust).
+
+    Raises
+    ------
+    ImageError
+        Over :data:`MAX_PIECES` pieces of ink or :data:`MAX_CHARACTERS` characters.
     """
     labels, pieces = ink_pieces(mask, ink)
+    advice = "crop the picture to the number, or check that it shows one"
+    if len(pieces) > MAX_PIECES:
+        raise ImageError(f"{name}: {len(pieces):,} separate marks of ink, more than a "
+                         f"written number has (at most {MAX_PIECES:,} are read); {advice}")
     characters = [_character(g) for g in groups(
         pieces, column_neighbours([p.bbox for p in pieces]), _stacked)]
+    if len(characters) > MAX_CHARACTERS:
+        raise ImageError(f"{name}: {len(characters):,} characters, more than a written "
+                         f"number has (at most {MAX_CHARACTERS} are read); {advice}")
     return labels, pieces, [_with_small_parts_joined(row) for row in _rows(characters)]
 
 
@@ -179,18 +201,19 @@ def read_page(grey: np.ndarray, name: str) -> Page:
     Raises
     ------
     ImageError
-        If no ink stands out of the paper.
+        If no ink stands out of the paper, or the page has too many pieces of ink or
+        characters (:func:`find_characters`).
     """
     from dataclasses import replace
 
     from mnist_cnn.reading.ink import map_ink
 
     page = map_ink(grey, name)
-    labels, pieces, rows = find_characters(page.mask, page.seen)
+    labels, pieces, rows = find_characters(page.mask, page.seen, name)
     faint = _faint_digits(page, rows)
     if faint.any():
         page = replace(page, mask=page.mask | faint)
-        labels, pieces, rows = find_characters(page.mask, page.seen)
+        labels, pieces, rows = find_characters(page.mask, page.seen, name)
     return Page(page, labels, rows, {p.label: p for p in pieces})
 
 
@@ -262,12 +285,14 @@ def piece_splits(page: Page, character: Character) -> list[tuple[Character, Char
 
 def split(page: Page, character: Character, column: int) -> tuple[Character, Character]:
     """A character parted at a page column: its columns before it, and from it on, each
-    box fitted to its ink."""
+    box fitted to its ink (a side without ink gets a one-pixel box, too short to read)."""
     top, left, bottom, right = character.bbox
     pixels = np.isin(page.labels[top:bottom, left:right], character.labels)
     parts = []
     for start, stop in ((left, column), (column, right)):
         rows = np.flatnonzero(pixels[:, start - left:stop - left].any(axis=1))
+        if not len(rows):  # no ink on this side: the part is an empty sliver
+            rows = np.array([0, 0])
         parts.append(Character(character.labels, (top + int(rows[0]), start,
                                                   top + int(rows[-1]) + 1, stop)))
     return parts[0], parts[1]
@@ -277,10 +302,12 @@ def character_image(page: Page, character: Character) -> np.ndarray:
     """A character (its pieces, within its box's columns) as the network's 28x28 input
     (:func:`mnist_cnn.reading.ink.digit_ink`,
     :func:`mnist_cnn.reading.mnist_format.mnist_format`)."""
-    columns = np.zeros(page.labels.shape[1], bool)
-    columns[character.bbox[1]:character.bbox[3]] = True
-    pixels = np.isin(page.labels, character.labels) & columns
-    ink = digit_ink(page.ink, pixels) * columns
+    top, left, bottom, right = character.bbox
+    # The window holds the character and the rim digit_ink adds (two pixels); its
+    # columns are the box's: the same result as on the whole page, at the box's cost.
+    window = (slice(max(top - 2, 0), bottom + 2), slice(left, right))
+    pixels = np.isin(page.labels[window], character.labels)
+    ink = digit_ink(page.ink.crop(window), pixels)
     if not (ink > 0).any():  # a sliver of a stroke, faded away by the smoothing
         return np.zeros((28, 28), np.float32)
     return mnist_format(crop_to_ink(ink))

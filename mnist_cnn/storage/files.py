@@ -38,6 +38,7 @@ __all__ = [
     "NpyHeader",
     "atomic_write",
     "check_writable_folder",
+    "is_running",
     "npz_bytes",
     "open_regular",
     "read_json",
@@ -402,7 +403,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         match = _TEMP.match(entry.name)
-        if match is None or _running(int(match["pid"])):
+        if match is None or is_running(int(match["pid"])):
             continue
         with contextlib.suppress(OSError):
             entry.unlink()
@@ -410,7 +411,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (this one included)."""
     if pid == os.getpid():
         return True
     try:

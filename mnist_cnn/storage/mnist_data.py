@@ -390,6 +390,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                 raise EOFError("compressed file ended before the end-of-stream marker")
         except (OSError, EOFError, zlib.error) as exc:
             raise MNISTFormatError(f"{path}: not a valid gzip file ({exc})") from None
+        if inflater.eof and inflater.unused_data:  # MNIST's files are one gzip member each
+            raise MNISTFormatError(
+                f"{path}: {len(inflater.unused_data):,} bytes after the end of the gzip "
+                "stream (a second member, or trailing data); download the file again")
     if len(data) > MAX_IDX_BYTES:
         raise MNISTFormatError(f"{path}: over {MAX_IDX_BYTES:,} bytes, larger than any "
                                "MNIST file")

@@ -117,8 +117,9 @@ def train(
         falling to 0 (pytorch engine only). See :data:`mnist_cnn.defaults.RECIPES`.
     augment : bool, optional
         Transform every training batch afresh (random affine transforms, elastic
-        distortions, stroke widths; see :mod:`mnist_cnn.training.augment`), for a model that reads
-        real people's digits; pytorch engine only. Default: the recipe's (no).
+        distortions, stroke widths; see :mod:`mnist_cnn.nets.engines.pytorch.augment`),
+        for a model that reads real people's digits; pytorch engine only. Default: the
+        recipe's (no).
     schedule : {"constant", "cosine"}, optional
         Nesterov momentum's learning rate: constant, or falling to 0 along half a cosine
         over the run; default: the recipe's (constant).

@@ -46,7 +46,7 @@ class Settings:
         The update rule and whether dropout drops (:data:`mnist_cnn.defaults.RECIPES`);
         see :attr:`rule` and :attr:`dropout`.
     augment : bool
-        Transform every training batch afresh (see :mod:`mnist_cnn.training.augment`).
+        Transform every training batch afresh (see :mod:`mnist_cnn.nets.engines.pytorch.augment`).
     schedule : {"constant", "cosine"}
         Nesterov momentum's learning rate (see :data:`mnist_cnn.defaults.SCHEDULES`).
     shards : int

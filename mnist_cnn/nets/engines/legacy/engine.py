@@ -12,15 +12,27 @@ The training loop of :mod:`mnist_cnn.training.loop` drives it like any engine: t
 receives the loop's weights, velocities and dropout streams, shuffles every epoch with
 ``np.random`` from the loop's generator state (and checks that it gets the loop's
 order), and reports its losses while it trains.
+
+The child is supervised: every line it prints must be one of the protocol's JSON
+objects (anything else stops it with one clear error); it says it is alive every
+:data:`HEARTBEAT` seconds and is stopped and reported after :data:`SILENCE_LIMIT`
+seconds without a sign of life; it runs in a process group of its own that is killed
+with it, and dies with its parent. Its temporary folder names its owner; a folder whose
+owner no longer runs (killed with SIGKILL, say) is removed when the next program starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import queue
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,16 +45,80 @@ from mnist_cnn.nets.engines import TrainerState, check_cpu_tutorial, cpu_only
 from mnist_cnn.nets.engines.legacy import environment as legacy
 from mnist_cnn.nets.spec import Weights
 from mnist_cnn.results import Evaluation
-from mnist_cnn.storage.files import read_npz
+from mnist_cnn.storage.files import is_running, read_npz
 
 if TYPE_CHECKING:
     from mnist_cnn.training.settings import Settings
 
-__all__ = ["NAME", "LasagneProgram", "LasagneTrainer", "evaluate", "make_trainer",
-           "predict_proba"]
+__all__ = ["HEARTBEAT", "NAME", "SILENCE_LIMIT", "LasagneProgram", "LasagneTrainer",
+           "evaluate", "make_trainer", "predict_proba", "remove_stale_folders"]
 
 NAME = "lasagne"
 PROGRAM = Path(__file__).with_name("program.py")
+#: Seconds between the child's heartbeats.
+HEARTBEAT = 5.0
+#: Seconds without any line from the child after which it is stopped and reported.
+SILENCE_LIMIT = 60.0
+#: The prefix of the children's temporary folders (in :func:`tempfile.gettempdir`).
+FOLDER_PREFIX = "mnist-cnn-lasagne-"
+_OWNER = "owner.json"
+_MAX_LINE = 1 << 20
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: clock ticks since boot), to tell it from a
+    later process given the same pid; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    return is_running(pid) and (started is None or _started(pid) in (None, started))
+
+
+def remove_stale_folders(parent: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the legacy programs' temporary folders whose owner no longer runs.
+
+    A folder's ``owner.json`` names the process that made it and its child; when the
+    owner is gone (it exited without cleaning up, or was killed), a child still running
+    from it is killed and the folder removed. A folder without an owner file is removed
+    once it is an hour old.
+
+    Parameters
+    ----------
+    parent : path-like, optional
+        Where the folders are; default: the temporary directory.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            owner_file = folder / _OWNER
+            if owner_file.is_file():
+                owner = json.loads(owner_file.read_text()[:1000])
+                if _alive(int(owner["pid"]), owner.get("started")):
+                    continue
+                child = owner.get("child")
+                if child and _alive(int(child), owner.get("child_started")):
+                    with contextlib.suppress(OSError):
+                        os.killpg(int(child), signal.SIGKILL)
+            elif time.time() - folder.stat().st_mtime < 3600:
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    return removed
 
 
 class LasagneProgram:
@@ -66,6 +142,15 @@ class LasagneProgram:
     blas_threads : int, optional
         OpenBLAS's threads in the child (see
         :func:`mnist_cnn.nets.engines.legacy.environment.environment`).
+    silence_limit : float
+        Seconds without a line from the child (it sends a heartbeat every
+        :data:`HEARTBEAT` seconds) after which it is stopped and reported.
+
+    Raises
+    ------
+    EngineError
+        The legacy environment is not set up, the child cannot start, stops, stalls or
+        answers out of protocol.
 
     Attributes
     ----------
@@ -80,46 +165,59 @@ class LasagneProgram:
     def __init__(self, model: str, learning_rate: float = defaults.LEARNING_RATE,
                  momentum: float = defaults.MOMENTUM, dropout: bool = True,
                  seed: int | None = None, train: bool = True,
-                 floatx: str = defaults.FLOATX, blas_threads: int | None = None) -> None:
+                 floatx: str = defaults.FLOATX, blas_threads: int | None = None,
+                 silence_limit: float = SILENCE_LIMIT) -> None:
         python, env = legacy.environment(floatx, blas_threads)
-        self.folder = Path(tempfile.mkdtemp(prefix="mnist-cnn-lasagne-"))
+        self.python = python
+        self.silence_limit = silence_limit
+        remove_stale_folders()
+        self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        owner = {"pid": os.getpid(), "started": _started(os.getpid())}
+        (self.folder / _OWNER).write_text(json.dumps(owner))
         self._log = open(self.folder / "stderr.log", "w+b")
+        self._lines: queue.Queue[str | None] = queue.Queue()
         try:
             self._process = subprocess.Popen(  # -I: the script's folder (numpy.py!) not on sys.path
-                [str(python), "-I", str(PROGRAM), str(self.folder)], stdin=subprocess.PIPE,
+                [str(python), "-I", str(PROGRAM), str(self.folder), str(os.getpid()),
+                 str(HEARTBEAT)], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=self._log, env=env, text=True,
-                start_new_session=True)  # Ctrl-C goes to us; we stop the child
+                errors="replace", start_new_session=True)  # Ctrl-C goes to us; we stop it
         except OSError as exc:
             self.close()
             raise EngineError(f"the legacy interpreter {python} could not start ({exc}); "
                               "run `mnist-cnn legacy setup` again") from None
+        child = self._process.pid
+        (self.folder / _OWNER).write_text(json.dumps(
+            {**owner, "child": child, "child_started": _started(child)}))
+        threading.Thread(target=self._read_lines, daemon=True).start()
         try:
-            self.versions = self._receive()["versions"]
-            built = self.call(command="build", model=model, learning_rate=learning_rate,
-                              momentum=momentum, dropout=dropout, seed=seed, train=train)
+            ready = self._receive("versions")
+            if not isinstance(ready["versions"], dict):
+                raise self._out_of_protocol(json.dumps(ready))
+            self.versions = {str(k): str(v) for k, v in ready["versions"].items()}
+            built = self.call("built", "order", command="build", model=model,
+                              learning_rate=learning_rate, momentum=momentum,
+                              dropout=dropout, seed=seed, train=train)
             self.initial = self._read(built["built"])
             self.initial_order = built["order"]
         except BaseException:
             self.close()
             raise
 
-    def call(self, **request: Any) -> dict:
-        """Send one request and return its answer (the last of its messages)."""
+    def call(self, *expect: str, **request: Any) -> dict:
+        """Send one request and return its answer, which must hold the keys ``expect``."""
         self._send(request)
-        answer = self._receive()
-        if "error" in answer:
-            raise EngineError(f"the real Lasagne program failed: {answer['error']}")
-        return answer
+        return self._receive(*expect)
 
-    def stream(self, **request: Any) -> Iterator[dict]:
-        """Send one request and yield its messages until the one that says ``done``."""
+    def stream(self, *expect: str, **request: Any) -> Iterator[dict]:
+        """Send one request and yield its messages (each holding the keys ``expect``)
+        until the one that says ``done``."""
         self._send(request)
         while True:
             message = self._receive()
-            if "error" in message:
-                raise EngineError(f"the real Lasagne program failed: {message['error']}")
-            if message.get("done"):
+            if message.get("done") is True:
                 return
+            self._check(message, expect)
             yield message
 
     def _send(self, request: dict) -> None:
@@ -129,14 +227,61 @@ class LasagneProgram:
         except (BrokenPipeError, OSError, ValueError):
             raise self._died() from None
 
-    def _receive(self) -> dict:
-        line = self._process.stdout.readline()
-        if not line:
-            raise self._died()
-        return json.loads(line)
+    def _read_lines(self) -> None:
+        """The child's standard output, line by line, into a queue (None: it closed)."""
+        with contextlib.suppress(OSError, ValueError):
+            while line := self._process.stdout.readline(_MAX_LINE):
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def _receive(self, *expect: str) -> dict:
+        """The child's next message other than a heartbeat; it must hold ``expect``."""
+        while True:
+            try:
+                line = self._lines.get(timeout=self.silence_limit)
+            except queue.Empty:
+                self._kill()
+                raise EngineError(
+                    f"the real Lasagne program gave no sign of life for "
+                    f"{self.silence_limit:g} s and was stopped; run again, or `mnist-cnn "
+                    "legacy setup` if it happens again") from None
+            if line is None:
+                raise self._died()
+            try:
+                message = json.loads(line)
+            except ValueError:
+                raise self._out_of_protocol(line) from None
+            if not isinstance(message, dict):
+                raise self._out_of_protocol(line)
+            if message != {"alive": True}:
+                return self._check(message, expect)
+
+    def _check(self, message: dict, expect: Sequence[str]) -> dict:
+        if "error" in message:
+            raise EngineError(f"the real Lasagne program failed: "
+                              f"{' '.join(str(message['error']).split())[:500]}")
+        if not all(key in message for key in expect):
+            raise self._out_of_protocol(json.dumps(message))
+        return message
+
+    def _out_of_protocol(self, line: str) -> EngineError:
+        self._kill()
+        shown = " ".join(line.split())[:80]
+        return EngineError(f"the legacy interpreter {self.python} answered out of protocol "
+                           f"({shown!r}); run `mnist-cnn legacy setup` again")
+
+    def _kill(self) -> None:
+        """Stop the child and everything it started (its process group)."""
+        process = getattr(self, "_process", None)
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
 
     def _died(self) -> EngineError:
-        self._process.poll()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
         self._log.flush()
         self._log.seek(0)
         tail = [s for s in self._log.read().decode(errors="replace").splitlines() if s.strip()]
@@ -156,19 +301,20 @@ class LasagneProgram:
     def predict_proba(self, X: np.ndarray, batch_size: int) -> np.ndarray:
         """The compiled deterministic output for images ``X``."""
         out = self.folder / "proba.npy"
-        self.call(command="predict", X=self.save("X", np.asarray(X, np.float32)),
+        self.call("saved", command="predict", X=self.save("X", np.asarray(X, np.float32)),
                   out=str(out), batch_size=batch_size)
         return np.load(out, allow_pickle=False)
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> Evaluation:
         """The tutorial's validation loop with the compiled ``val_fn``."""
-        answer = self.call(command="evaluate", X=self.save("X_eval", np.asarray(X, np.float32)),
+        answer = self.call("loss", "accuracy", command="evaluate",
+                           X=self.save("X_eval", np.asarray(X, np.float32)),
                            y=self.save("y_eval", np.asarray(y, np.int32)))
         return Evaluation(float(answer["loss"]), float(answer["accuracy"]))
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Parameters, velocities and dropout stream states (``w0..``, ``v0..``, ``d0..``)."""
-        return self._read(self.call(command="get_state",
+        return self._read(self.call("saved", command="get_state",
                                      path=str(self.folder / "state.npz"))["saved"])
 
     def set_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -176,7 +322,7 @@ class LasagneProgram:
         states (``v0..``, ``d0..``)."""
         path = self.folder / "set.npz"
         np.savez(path, **arrays)
-        self.call(command="set_state", path=str(path))
+        self.call("set", command="set_state", path=str(path))
 
     def close(self) -> None:
         """Stop the child and remove its folder."""
@@ -188,12 +334,12 @@ class LasagneProgram:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                self._kill()
         if process is not None:
             with contextlib.suppress(OSError, ValueError):
                 process.stdout.close()
-        self._log.close()
+        if hasattr(self, "_log"):
+            self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> LasagneProgram:
@@ -221,7 +367,7 @@ class LasagneTrainer:
                                       floatx=floatx)
         self.versions = {f"legacy {k}": v for k, v in self.program.versions.items()}
         X_train, y_train, X_val, y_val = data
-        self.program.call(command="data",
+        self.program.call("loaded", command="data",
                           X_train=self.program.save("X_train", np.asarray(X_train, np.float32)),
                           y_train=self.program.save("y_train", np.asarray(y_train, np.int32)))
         self.X_val, self.y_val = X_val, y_val
@@ -232,7 +378,7 @@ class LasagneTrainer:
         """The tutorial's loop over one epoch; yields the losses as the child reports them."""
         _, keys, pos, has_gauss, cached = shuffled_from
         messages = self.program.stream(
-            command="epoch", batch_size=int(order.shape[1]),
+            "losses", command="epoch", batch_size=int(order.shape[1]),
             order=self.program.save("order", order),
             order_keys=self.program.save("order_keys", np.asarray(keys, np.uint32)),
             pos=int(pos), has_gauss=int(has_gauss), cached_gaussian=float(cached))

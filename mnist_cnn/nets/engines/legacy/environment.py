@@ -8,6 +8,9 @@ Lasagne 0.1 imports, and numpy 2 breaks both. So :func:`setup` finds a Python 3.
 builds a virtual environment in the cache folder with pinned versions known to work,
 points Theano at the OpenBLAS that numpy's wheel ships (without a BLAS Theano falls
 back to a much slower convolution), and proves it all with a small compiled function.
+A new environment is built beside the one in use and takes its place (``ready.json``,
+replaced in one rename) only once proven: a failed setup leaves the working one as it
+was.
 The ``lasagne`` engine (:mod:`mnist_cnn.nets.engines.legacy.engine`) runs the tutorial's program
 there.
 """
@@ -18,10 +21,12 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_cnn.errors import EngineError
+from mnist_cnn.storage.files import atomic_write
 
 __all__ = ["LegacyPython", "environment", "find_interpreter", "home", "setup"]
 
@@ -134,9 +139,11 @@ def _openblas(venv: Path) -> Path | None:
     return None
 
 
-def _flags(folder: Path, floatx: str = "float32") -> str:
-    blas = folder / "blas"
-    return (f"device=cpu,floatX={floatx},base_compiledir={folder / 'theano-cache'},"
+def _flags(built: Path, floatx: str = "float32") -> str:
+    """Theano's flags for the environment built in ``built`` (its BLAS and its own
+    compilation cache)."""
+    blas = built / "blas"
+    return (f"device=cpu,floatX={floatx},base_compiledir={built / 'theano-cache'},"
             f"blas.ldflags=-L{blas} -lopenblas -Wl\\,-rpath\\,{blas}")
 
 
@@ -161,6 +168,7 @@ def environment(floatx: str = "float32",
     try:
         ready = json.loads((folder / "ready.json").read_text())
         python = Path(ready["python_path"])
+        built = Path(ready.get("built", folder))  # older setups built in the folder itself
     except (OSError, ValueError, KeyError, TypeError):
         raise EngineError("the lasagne engine runs the real Theano 0.8.2 and Lasagne 0.1, "
                           "which are not set up: run `mnist-cnn legacy setup` once (it "
@@ -168,7 +176,7 @@ def environment(floatx: str = "float32",
     if not python.exists():
         raise EngineError(f"the legacy environment in {folder} is incomplete: run "
                           "`mnist-cnn legacy setup` again")
-    env = {**os.environ, "THEANO_FLAGS": _flags(folder, floatx), "PYTHONNOUSERSITE": "1"}
+    env = {**os.environ, "THEANO_FLAGS": _flags(built, floatx), "PYTHONNOUSERSITE": "1"}
     env.pop("PYTHONPATH", None)
     if blas_threads is not None:
         env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
@@ -199,17 +207,38 @@ def setup(python: str | os.PathLike | None = None, verbose: bool = True) -> dict
     """
     legacy = find_interpreter(python)
     folder = home()
-    venv = folder / "venv"
 
     def say(text: str) -> None:
         if verbose:
             print(text, flush=True)
 
     say(f"Using Python {legacy.version[0]}.{legacy.version[1]} at {legacy.path}")
-    (folder / "ready.json").unlink(missing_ok=True)
-    if venv.exists():
-        shutil.rmtree(venv)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / "builds").mkdir(parents=True, exist_ok=True)
+        built = Path(tempfile.mkdtemp(prefix="build-", dir=folder / "builds"))
+    except OSError as exc:
+        raise EngineError(f"cannot create the legacy environment in {folder} "
+                          f"({exc.strerror or exc}); set MNIST_CNN_LEGACY_DIR to a "
+                          "writable folder") from None
+    try:
+        ready = _build(legacy, built, say)
+        with atomic_write(folder / "ready.json", text=True) as f:
+            f.write(json.dumps(ready, indent=2))
+    except BaseException:
+        shutil.rmtree(built, ignore_errors=True)
+        raise
+    for old in [*(folder / "builds").iterdir(), folder / "venv", folder / "blas",
+                folder / "theano-cache"]:
+        if old != built and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    say(f"Ready: Theano {ready['theano']}, Lasagne {ready['lasagne']}, numpy "
+        f"{ready['numpy']} on Python {ready['python']}, BLAS {ready['blas']}")
+    return ready
+
+
+def _build(legacy: LegacyPython, built: Path, say) -> dict:
+    """A proven environment in the new folder ``built``; what ``ready.json`` records."""
+    venv = built / "venv"
     _run([str(legacy.path), "-m", "venv", str(venv)], "creating the virtual environment")
     venv_python = venv / "bin" / "python"
     say(f"Installing {', '.join(PINS[legacy.version])} into {venv}")
@@ -219,22 +248,22 @@ def setup(python: str | os.PathLike | None = None, verbose: bool = True) -> dict
     if blas is None:
         raise EngineError(f"no OpenBLAS found in the numpy of {venv}; Theano would be very "
                           "slow without one")
-    link = folder / "blas" / "libopenblas.so"
-    link.parent.mkdir(exist_ok=True)
-    link.unlink(missing_ok=True)
+    link = built / "blas" / "libopenblas.so"
+    link.parent.mkdir()
     link.symlink_to(blas)
     say("Compiling a small Theano function (the first compilation takes a while)...")
-    env = {**os.environ, "THEANO_FLAGS": _flags(folder), "PYTHONNOUSERSITE": "1"}
+    env = {**os.environ, "THEANO_FLAGS": _flags(built), "PYTHONNOUSERSITE": "1"}
     env.pop("PYTHONPATH", None)
     out = _run([str(venv_python), "-c", _PROOF], "proving Theano and Lasagne", env=env)
-    proof = json.loads(out.strip().splitlines()[-1])
-    if not proof.get("ok"):
+    try:
+        proof = json.loads(out.strip().splitlines()[-1])
+        ok = proof.get("ok") is True
+    except (ValueError, IndexError, AttributeError):
+        proof, ok = out.strip()[-200:], False
+    if not ok:
         raise EngineError(f"Theano computed a wrong result in {venv}: {proof}")
-    ready = {**proof, "python_path": str(venv_python), "home": str(folder)}
-    (folder / "ready.json").write_text(json.dumps(ready, indent=2))
-    say(f"Ready: Theano {proof['theano']}, Lasagne {proof['lasagne']}, numpy "
-        f"{proof['numpy']} on Python {proof['python']}, BLAS {proof['blas']}")
-    return ready
+    return {**proof, "python_path": str(venv_python), "built": str(built),
+            "home": str(built.parent.parent)}
 
 
 def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> str:

@@ -8,12 +8,20 @@ and import nothing from mnist_cnn. It holds the tutorial's own ``build_mlp``,
 
 The parent process drives it with one JSON object per line on standard input and reads
 one JSON object per line from standard output; arrays cross as ``.npy``/``.npz`` files in
-a folder the parent owns, loaded without pickle.
+a folder the parent owns, loaded without pickle. Every few seconds a heartbeat line
+(``{"alive": true}``) says that the program still works; it dies with its parent (a
+parent-death signal on Linux, and a check of its parent's pid with each heartbeat).
+
+Usage: ``python -I program.py FOLDER [PARENT_PID [HEARTBEAT_SECONDS]]``.
 """
 
+import ctypes
+import ctypes.util
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -220,14 +228,43 @@ def load(path):
     return np.load(path, allow_pickle=False)
 
 
+def die_with(parent):
+    """Ask Linux to kill this process when its parent dies (PR_SET_PDEATHSIG), then
+    check that the parent is still there (it may have died before the request)."""
+    name = ctypes.util.find_library("c")
+    if name and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(name).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent and os.getppid() != parent:
+        os._exit(1)
+
+
+def heartbeat(send, parent, seconds):
+    """Say "alive" every ``seconds``; exit if the parent is gone (where no signal came)."""
+    while True:
+        time.sleep(seconds)
+        if parent and os.getppid() != parent:
+            os._exit(1)
+        send({"alive": True})
+
+
 def main():
     folder = sys.argv[1]
+    parent = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    beat = float(sys.argv[3]) if len(sys.argv) > 3 else 5.0
+    die_with(parent)
     out = sys.stdout
     sys.stdout = sys.stderr  # anything else that prints goes to the log, not the channel
+    lock = threading.Lock()
 
     def send(message):
-        out.write(json.dumps(message) + "\n")
-        out.flush()
+        with lock:
+            out.write(json.dumps(message) + "\n")
+            out.flush()
+
+    threading.Thread(target=heartbeat, args=(send, parent, beat), daemon=True).start()
 
     send({"ready": True, "versions": {"theano": theano.__version__,
                                       "lasagne": lasagne.__version__,
