@@ -58,6 +58,9 @@ _LAZY = {
     "read_number": "reading.numbers",
     "NumberReading": "reading.numbers",
     "preprocess_image": "reading.images",
+    "reproduce": "experiments.sweep",
+    "Experiment": "experiments.plan",
+    "SweepReport": "experiments.report",
 }
 
 __all__ = [

@@ -61,6 +61,8 @@ INFERENCE_BATCH = {"cpu": 1000, "cuda": 10000}
 #: Output folders of ``mnist-cnn train`` and ``mnist-cnn visualize``.
 RUN_DIR = "run"
 FIGURES_DIR = "figures"
+#: Where ``mnist-cnn reproduce`` puts a sweep (``SWEEPS_DIR/NAME``) unless told.
+SWEEPS_DIR = "sweeps"
 #: Seconds to wait for a silent server when downloading MNIST.
 DOWNLOAD_TIMEOUT = 30.0
 #: How many of the most probable digits ``predict`` lists.

@@ -30,6 +30,7 @@ __all__ = [
     "plot_history",
     "plot_kernels",
     "plot_misclassified",
+    "plot_sweep",
     "save_figure",
 ]
 
@@ -290,6 +291,53 @@ def plot_misclassified(weights: WeightsLike, X: np.ndarray, y: np.ndarray,
     _grid(fig, np.asarray(X)[shown, 0], rows, 8, titles, "gray", 0, 1)
     fig.suptitle(f"Misclassified: {len(wrong)} of {len(y):,}; showing {len(shown)} "
                  "(index: true → predicted (confidence))")
+    return fig
+
+
+def plot_sweep(report: Any) -> Figure:
+    """Every run of a sweep as a dot, per experiment: test accuracy with the mean, its
+    95 % interval and the claim; and each run's training time.
+
+    Parameters
+    ----------
+    report : SweepReport
+        :func:`mnist_cnn.reproduce`'s report.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        1000 x (420 + 40 per experiment over 3) pixels.
+    """
+    stats = report.experiments
+    if not stats:
+        raise MnistCnnError("the sweep has no finished run to plot")
+    fig = Figure(figsize=(10, 4.2 + 0.4 * max(0, len(stats) - 3)), dpi=DPI,
+                 layout="constrained")
+    acc_ax, time_ax = fig.subplots(1, 2, width_ratios=(2, 1), sharey=True)
+    rng = np.random.default_rng(0)  # a fixed jitter: the figure is the same every time
+    for row, e in enumerate(stats):
+        runs = [r for r in report.runs if r.experiment == e.name]
+        jitter = rng.uniform(-0.12, 0.12, len(runs))
+        acc_ax.plot([100 * r.test_accuracy for r in runs], row + jitter, "o", color="C0",
+                    alpha=0.7, label="a run" if row == 0 else None)
+        time_ax.plot([r.seconds / 60 for r in runs], row + jitter, "o", color="C1",
+                     alpha=0.7)
+        a = e.accuracy
+        if a.low is not None:
+            acc_ax.plot([100 * a.low, 100 * a.high], [row + 0.3] * 2, "-", color="k", lw=2,
+                        label="95 % interval of the mean" if row == 0 else None)
+        acc_ax.plot([100 * a.mean], [row + 0.3], "|", color="k", ms=12)
+        if e.claim is not None:
+            acc_ax.plot([100 * e.claim], [row + 0.3], "*", color="C3", ms=12,
+                        label="the claim" if row == 0 else None)
+    acc_ax.set_yticks(range(len(stats)), [f"{e.name}\n({e.accuracy.n} runs)" for e in stats])
+    acc_ax.invert_yaxis()
+    acc_ax.set(xlabel="test accuracy (%)", title="Test accuracy per run")
+    acc_ax.legend(loc="best", fontsize="small")
+    time_ax.set(xlabel="training time (min)", title="Time per run")
+    time_ax.set_xlim(left=0)
+    for ax in (acc_ax, time_ax):
+        ax.grid(alpha=0.3)
     return fig
 
 
