@@ -29,12 +29,16 @@ setup(
         "pillow>=9.1",
         "scipy>=1.10",
         "scikit-image>=0.22",
+        "filelock>=3.12",
+        "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.5", "hypothesis>=6.100",
                  "build>=1.0", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6.0",
                  "ipywidgets>=8", "selenium>=4.20", "mkdocs>=1.6",
-                 "mkdocstrings-python>=1.10"],
+                 "mkdocstrings-python>=1.10", "distributed>=2024.1"],
+        # Dask's distributed scheduler: `mnist-cnn reproduce --address` runs on a cluster.
+        "cluster": ["distributed>=2024.1"],
         # JupyterLab to open the notebook, nbclient for `jupyter execute` (headless), the
         # kernel, and ipywidgets for progress bars drawn as widgets.
         "notebook": ["jupyterlab>=4", "nbclient>=0.7", "ipykernel>=6.0", "ipywidgets>=8"],

@@ -51,6 +51,10 @@ class TrainingInterrupted(TrainingError):
         self.checkpoint = checkpoint
         self.signal = signal
 
+    def __reduce__(self) -> tuple:
+        # Whole across processes (a sweep's runs report their interruption this way).
+        return type(self), (str(self), self.epoch, self.checkpoint, self.signal)
+
 
 class EngineError(MnistCnnError):
     """An engine is unknown, not installed, or cannot do what was asked (the message

@@ -194,3 +194,45 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     image = paper + rng.uniform(0.05, 0.2) * (ramp - ramp.mean()) - (paper - pen) * field
     image = image + rng.normal(0, rng.uniform(0.01, 0.03), image.shape)
     return _jpeg(image, rng), boxes
+
+
+def top_ends(digit: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The two highest ends of an MNIST digit's skeleton (scikit-image's), as (row,
+    column): for a 4, the tops of its two arms, which a writer who closes 4s joins."""
+    from skimage.morphology import skeletonize
+
+    points = {tuple(p) for p in np.argwhere(skeletonize(digit > 0.35))}
+    ends = sorted((r, c) for r, c in points
+                  if sum((r + dr, c + dc) in points for dr in (-1, 0, 1)
+                         for dc in (-1, 0, 1) if dr or dc) == 1)
+    if len(ends) < 2:
+        return None
+    first = ends[0]
+    return first, min(ends[1:], key=lambda e: (e[0], -abs(e[1] - first[1])))
+
+
+def skeleton_drawing(digit: np.ndarray, close_top: bool = False, pen: int = 18) -> np.ndarray:
+    """An MNIST digit redrawn as a person draws it on the page's pad: its skeleton
+    (scikit-image's) traced with a round pen on a 280x280 white canvas, uint8.
+
+    With ``close_top`` the two highest ends of the skeleton are joined by a stroke
+    (:func:`top_ends`): an open-topped 4 becomes a closed one, as some writers draw it.
+    """
+    from skimage.morphology import skeletonize
+
+    points = {tuple(p) for p in np.argwhere(skeletonize(digit > 0.35))}
+    lines = [((c0, r0), (c1, r1)) for r0, c0 in points for r1, c1 in points
+             if (r0, c0) < (r1, c1) and max(abs(r0 - r1), abs(c0 - c1)) == 1]
+    ends = top_ends(digit) if close_top else None
+    if ends is not None:
+        (r0, c0), (r1, c1) = ends
+        lines.append(((c0, r0), (c1, r1)))
+    image = Image.new("L", (280, 280), 255)
+    draw = ImageDraw.Draw(image)
+    half = pen / 2
+    for (x0, y0), (x1, y1) in lines:
+        draw.line([(x0 * 10 + 5, y0 * 10 + 5), (x1 * 10 + 5, y1 * 10 + 5)], fill=0, width=pen)
+        for x, y in ((x0, y0), (x1, y1)):
+            draw.ellipse([x * 10 + 5 - half, y * 10 + 5 - half, x * 10 + 5 + half,
+                          y * 10 + 5 + half], fill=0)
+    return np.asarray(image)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photolike import drawn_seven
+from photolike import drawn_seven, top_ends
 from PIL import Image
 from subprocesses import default_sigint
 
@@ -47,9 +47,10 @@ def server():
     server.server_close()
 
 
-def post(server, body: bytes, path: str = "/api/read") -> tuple[int, dict]:
+def post(server, body: bytes, path: str = "/api/read", timeout: float = 30
+         ) -> tuple[int, dict]:
     host, port = server.server_address[:2]
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     connection.request("POST", path, body=body)
     response = connection.getresponse()
     payload = json.loads(response.read())
@@ -193,6 +194,46 @@ def test_a_burst_of_16_large_uploads_all_get_an_answer_with_memory_bounded():
     assert statuses.count(200) >= DECODERS + WAITING or 503 not in statuses
     assert all(b"Retry-After: 1" in a for a in answers if a.startswith(b"HTTP/1.1 503"))
     assert peak[0] < 400 and after < 150
+
+
+def test_without_collect_the_page_keeps_nothing_and_says_how_to_start_it(server):
+    status, reply = post(server, png(drawn_seven()), "/api/collect?digit=7")
+    assert status == 403 and "--collect DIR" in reply["error"]
+    status, reply = post(server, b"", "/api/adapt")
+    assert status == 403
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request("GET", "/api/status")
+    assert json.loads(connection.getresponse().read()) == {
+        "collect": False, "collected": 0, "adapted": False}
+    connection.close()
+
+
+@pytest.mark.mnist
+def test_collected_drawings_are_kept_by_digit_and_adapt_makes_the_page_read_with_them(
+        tmp_path, monkeypatch, mnist_dir):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    seven = png(drawn_seven())
+    collecting = make_server(collect=tmp_path / "mine")
+    serve_in_thread(collecting)
+    try:
+        assert post(collecting, seven, "/api/collect?digit=x")[0] == 400
+        assert post(collecting, seven, "/api/collect")[0] == 400
+        assert post(collecting, b"not an image", "/api/collect?digit=7")[0] == 422
+        assert not (tmp_path / "mine").exists()  # nothing kept from bad requests
+        status, reply = post(collecting, seven, "/api/collect?digit=7")
+        assert status == 200 and reply["collected"] == 1
+        assert (tmp_path / "mine" / reply["saved"]).read_bytes() == seven
+        status, reply = post(collecting, seven, "/api/collect?digit=7")  # the same drawing
+        assert reply["collected"] == 1
+        status, reply = post(collecting, b"", "/api/adapt", timeout=300)
+        assert status == 200 and reply["digits"] == 1 and reply["mnist_test_accuracy"] > 0.99
+        assert (tmp_path / "mine" / "adapted" / "model.npz").is_file()
+        assert collecting.weights is not collecting.start
+        assert post(collecting, seven)[1]["digit"] == 7
+    finally:
+        collecting.shutdown()
+        collecting.server_close()
 
 
 def test_no_request_path_reaches_the_file_system(server):
@@ -399,3 +440,45 @@ def test_a_file_chosen_on_the_page_is_read_and_a_non_image_shows_an_error(
     chooser.send_keys(str(tmp_path / "notes.txt"))
     error = wait_for(browser, "document.getElementById('error').textContent")
     assert "not an image" in error and browser.find_element("id", "digit").text == "?"
+
+
+@pytest.mark.mnist
+@pytest.mark.slow  # drives a browser
+def test_a_writer_who_closes_4s_corrects_five_adapts_and_the_page_then_reads_their_4s(
+        browser, mnist, mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    X_test, y_test = mnist[4], mnist[5]
+    fours = [d for d in X_test[y_test == 4, 0][:40] if top_ends(d) is not None][:10]
+    collecting = make_server(collect=tmp_path / "mine")
+    serve_in_thread(collecting)
+
+    def closed_four(digit: np.ndarray) -> list[list[tuple[float, float]]]:
+        (r0, c0), (r1, c1) = top_ends(digit)
+        return [*strokes_of(digit), [(c0 * 10 + 5, r0 * 10 + 5), (c1 * 10 + 5, r1 * 10 + 5)]]
+
+    def read(digit: np.ndarray) -> str:
+        browser.find_element("id", "clear").click()
+        strokes = closed_four(digit)
+        draw(browser, strokes)
+        wait_for(browser, f"window.readStrokes === {len(strokes)}")
+        return browser.find_element("id", "digit").text
+
+    try:
+        browser.get(collecting.url)
+        wait_for(browser, "!document.getElementById('teach').hidden")
+        for n, digit in enumerate(fours[:5], start=1):
+            read(digit)
+            browser.find_element("id", "fix-4").click()
+            wait_for(browser, f"window.collected === {n}")
+        before = [read(d) for d in fours[5:]]
+        browser.find_element("id", "adapt").click()
+        wait_for(browser, "window.adapted === 1", timeout=120)
+        after = [read(d) for d in fours[5:]]
+        browser.save_screenshot(str(tmp_path / "adapted.png"))
+    finally:
+        collecting.shutdown()
+        collecting.server_close()
+    print(f"closed 4s drawn on the page, read before adapting: {before}, after: {after}")
+    assert len(list((tmp_path / "mine" / "4").glob("*.png"))) == 5
+    assert (tmp_path / "mine" / "adapted" / "model.npz").is_file()
+    assert after.count("4") >= 4 and after.count("4") > before.count("4")

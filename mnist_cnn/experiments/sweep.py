@@ -113,9 +113,19 @@ def run_one(task: RunTask, data: Sequence[np.ndarray] | None = None,
 
 
 def _worker_start() -> None:
-    """A pool process: Ctrl-C (and the SIGINT the sweep sends on SIGTERM) interrupts
-    its run, which keeps its last checkpoint."""
+    """A pool process between runs ignores Ctrl-C: the pool stops it cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_in_pool(task: RunTask, data: Sequence[np.ndarray] | None,
+                 threads: int | str) -> RunOutcome:
+    """:func:`run_one` in a pool process: Ctrl-C (or the SIGINT the sweep sends when it
+    is stopped) interrupts the run, which keeps its last checkpoint."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_one(task, data, threads)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def reproduce(which: str | os.PathLike | Sequence[Experiment] = "blog",
@@ -302,7 +312,7 @@ def _run_here(todo: list[RunTask], data: Sequence[np.ndarray] | None, workers: i
 
     def submit() -> None:
         for task in pending:
-            running[pool.submit(run_one, task, data, threads)] = task
+            running[pool.submit(_run_in_pool, task, data, threads)] = task
             if len(running) >= workers:
                 return
 
@@ -319,10 +329,11 @@ def _run_here(todo: list[RunTask], data: Sequence[np.ndarray] | None, workers: i
     except BaseException:
         for future in running:
             future.cancel()
-        for child in multiprocessing.active_children():  # each run keeps its checkpoint
-            with contextlib.suppress(ProcessLookupError):
+        for child in multiprocessing.active_children():  # a run stops, keeping its
+            with contextlib.suppress(ProcessLookupError):  # checkpoint; an idle one waits
                 os.kill(child.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
+        del pool  # not kept alive by the traceback: its queues are released now
         raise
     pool.shutdown(wait=True)
     return outcomes

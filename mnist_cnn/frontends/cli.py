@@ -460,6 +460,10 @@ def _draw_arguments(sub: Any) -> None:
                    help="port to listen on (default: 0, a free one)")
     p.add_argument("--no-browser", action="store_true",
                    help="do not open the page in the default browser")
+    p.add_argument("--collect", metavar="DIR", type=_path,
+                   help="keep the drawings you correct in DIR (DIR/4/..., one folder per "
+                        "digit) and offer an Adapt button that teaches the model your "
+                        "handwriting from them (default: nothing is written)")
 
 
 def _draw(args: argparse.Namespace) -> int:
@@ -467,7 +471,7 @@ def _draw(args: argparse.Namespace) -> int:
 
     from mnist_cnn.frontends.drawing_page import make_server
 
-    server = make_server(args.weights, host=args.host, port=args.port)
+    server = make_server(args.weights, host=args.host, port=args.port, collect=args.collect)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"{PROG}: warning: listening on {args.host}: other machines can reach this "
               "page; use the default 127.0.0.1 to keep it to this one", file=sys.stderr)
@@ -529,6 +533,59 @@ def _bench(args: argparse.Namespace) -> int:
 
     results = run_benchmark(quick=args.quick, data_dir=args.data_dir, device=args.device)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
+    return 0
+
+
+def _adapt_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "adapt", help="teach the model your handwriting from your labelled digits",
+        description="Fine-tune a copy of the bundled model (or --weights) on your own "
+                    "labelled digits, read as `predict` reads images, with MNIST mixed in "
+                    "so that it forgets nothing; write model.npz and its sidecar (what it "
+                    "was adapted on: counts and hashes, not the images) to --out, and "
+                    "report your digits' accuracy before, after (by cross-validation) "
+                    "and MNIST's test accuracy after. Then: mnist-cnn predict --weights "
+                    "OUT/model.npz ...",
+        epilog="DIGITS is a folder with a labels.csv (path,label), or subfolders 0 to 9, "
+               "or image files whose names start with the digit (4_closed.png).")
+    p.add_argument("digits", metavar="DIGITS", type=_path, help="your labelled digits")
+    p.add_argument("--out", type=_path, metavar="DIR", required=True,
+                   help="where to write model.npz and model.json")
+    p.add_argument("--weights", type=_path, metavar="FILE",
+                   help="the model to start from (default: the bundled one)")
+    p.add_argument("--folds", type=_whole(0, 100), default=5, metavar="K",
+                   help="cross-validation folds for the 'after' figure (0: skip it, "
+                        "quicker; default: 5)")
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, metavar="N",
+                   help="seeds the fine-tuning (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_data_dir(p)
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    import json
+
+    from mnist_cnn.training.adapt import adapt
+
+    _output_folder(args.out, "--out")
+    if args.weights is not None:
+        from mnist_cnn.storage.weights_file import load_weights
+
+        load_weights(args.weights)  # a bad file, before the digits are read
+    result = adapt(args.digits, args.out, weights=args.weights, folds=args.folds,
+                   seed=args.seed, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "model": str(Path(args.out) / "model.npz")}))
+        return 0
+    after = ("not measured (--folds 0)" if result.after is None else
+             f"{result.after * 100:.1f} % (by {result.folds}-fold cross-validation)")
+    counts = ", ".join(f"{d}: {n}" for d, n in enumerate(result.counts) if n)
+    print(f"Adapted on {result.count} digits ({counts}) in {result.seconds:.1f} s")
+    print(f"  your digits, before:\t{result.before * 100:.1f} %")
+    print(f"  your digits, after:\t{after}")
+    print(f"  MNIST test, after:\t{result.mnist_test_accuracy * 100:.2f} %")
+    print(f"Saved {Path(args.out) / 'model.npz'} (sidecar model.json); read with: "
+          f"mnist-cnn predict --weights {Path(args.out) / 'model.npz'} IMAGE")
     return 0
 
 
@@ -598,6 +655,7 @@ _COMMANDS = {
     "visualize": (_visualize_arguments, _visualize),
     "predict": (_predict_arguments, _predict),
     "draw": (_draw_arguments, _draw),
+    "adapt": (_adapt_arguments, _adapt),
     "reproduce": (_reproduce_arguments, _reproduce),
     "legacy": (_legacy_arguments, _legacy),
     "bench": (_bench_arguments, _bench),
@@ -654,6 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         number = getattr(exc, "signal", signal.SIGINT)
         print(f"{PROG}: {'terminated (SIGTERM)' if number == signal.SIGTERM else 'interrupted'}"
               "; files being written were left as they were", file=sys.stderr)
+        if args.command == "reproduce":
+            print(f"{PROG}: each run kept its last checkpoint; run the same command again "
+                  "to go on", file=sys.stderr)
         return 128 + number
     except Exception:  # not bad input but a bug of ours: show where, ask for a report
         import traceback

@@ -9,9 +9,17 @@ and one JSON endpoint:
 :data:`MAX_UPLOAD` bytes) answers ``{"digit", "probabilities", "input", "feature_maps"}``:
 the network's answer, the 28x28 image it saw after preprocessing
 (:func:`mnist_cnn.reading.images.preprocess_image`) and the 32 C1 feature maps of that image,
-or a 4xx with ``{"error": "..."}``. Nothing is written to disk; no part of a request
-ever names a file. The numpy engine computes (no PyTorch import: the first answer is
-fast).
+or a 4xx with ``{"error": "..."}``. The numpy engine computes (no PyTorch import: the
+first answer is fast).
+
+With a folder to collect into (``mnist-cnn draw --collect DIR``), two more endpoints
+teach the page the user's handwriting: ``POST /api/collect?digit=D`` keeps a drawing
+whose answer was wrong as a ``D`` (``DIR/D/<hash>.png``), and ``POST /api/adapt``
+fine-tunes the starting model on everything kept (``mnist-cnn adapt``, in a process of
+its own; saved to ``DIR/adapted/model.npz``); the page then reads with the adapted
+model.
+``GET /api/status`` says whether collecting is on and how many drawings are kept.
+Without a folder nothing is ever written, and no part of a request names a file.
 
 Under abuse the server stays bounded: at most :data:`DECODERS` images are decoded at
 once, each of at most :data:`MAX_PIXELS` pixels, with at most :data:`WAITING` more
@@ -27,20 +35,24 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from mnist_cnn.errors import ImageError, MnistCnnError
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
 
-__all__ = ["DECODERS", "IDLE_TIMEOUT", "MAX_DISCARD", "MAX_PIXELS", "MAX_UPLOAD", "WAITING",
-           "DrawingServer", "make_server", "read_drawing", "serve_in_thread"]
+__all__ = ["ADAPT_TIMEOUT", "DECODERS", "IDLE_TIMEOUT", "MAX_DISCARD", "MAX_PIXELS",
+           "MAX_UPLOAD", "WAITING", "DrawingServer", "make_server", "read_drawing",
+           "serve_in_thread"]
 
 #: Uploads over this many bytes are refused (413).
 MAX_UPLOAD = 5 << 20
@@ -54,6 +66,8 @@ DECODERS = 2
 WAITING = 8
 #: Seconds a connection may stay silent (while sending a request or between requests).
 IDLE_TIMEOUT = 30.0
+#: Seconds ``/api/adapt`` may take.
+ADAPT_TIMEOUT = 600.0
 
 
 def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
@@ -106,9 +120,13 @@ class DrawingServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64  # a burst of connections waits; it is not refused
 
-    def __init__(self, address: tuple[str, int], weights: WeightsLike) -> None:
+    def __init__(self, address: tuple[str, int], weights: WeightsLike,
+                 collect: str | Path | None = None) -> None:
         _return_large_buffers_promptly()
-        self.weights = as_weights(weights)
+        self.weights = self.start = as_weights(weights)
+        self.start_source = weights
+        self.collect = None if collect is None else Path(collect)
+        self.adapting = threading.Lock()
         self.decoders = threading.BoundedSemaphore(DECODERS)
         self._admitted = 0
         self._admission = threading.Lock()
@@ -147,6 +165,42 @@ class DrawingServer(ThreadingHTTPServer):
             if idle:
                 _release_free_memory()
 
+    def adapt(self) -> tuple[int, dict[str, Any]]:
+        """Run ``mnist-cnn adapt`` on the collect folder from the starting model; on
+        success read with the adapted model. Returns the HTTP status and the reply."""
+        import subprocess
+        import sys
+
+        from mnist_cnn.storage.weights_file import load_weights, save_weights
+
+        out = self.collect / "adapted"
+        start = self.start_source
+        if not isinstance(start, (str, Path)):  # weights given in Python: a file for the child
+            start = save_weights(self.collect / ".start" / "model.npz", self.start)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "mnist_cnn", "adapt", str(self.collect), "--out",
+                 str(out), "--weights", str(start), "--folds", "0", "--json"],
+                capture_output=True, text=True, timeout=ADAPT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return HTTPStatus.GATEWAY_TIMEOUT, {"error": f"adapting took over "
+                                                         f"{ADAPT_TIMEOUT:.0f} s; stopped"}
+        if done.returncode != 0:
+            said = done.stderr.strip().splitlines()
+            return HTTPStatus.UNPROCESSABLE_ENTITY, {
+                "error": said[-1].removeprefix("mnist-cnn: error: ") if said else
+                f"adapting failed (exit {done.returncode})"}
+        reply = json.loads(done.stdout)
+        self.weights = load_weights(reply["model"])
+        return HTTPStatus.OK, reply
+
+    def collected(self) -> int:
+        """How many drawings are kept in the collect folder."""
+        if self.collect is None:
+            return 0
+        return sum(1 for d in range(10) if (self.collect / str(d)).is_dir()
+                   for f in (self.collect / str(d)).glob("*.png"))
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -167,7 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
     #: The methods each path takes (answered 405 with ``Allow`` otherwise).
     allowed: ClassVar[dict[str, str]] = {
         "/": "GET, HEAD, OPTIONS", "/index.html": "GET, HEAD, OPTIONS",
-        "/api/read": "POST, OPTIONS"}
+        "/api/read": "POST, OPTIONS", "/api/collect": "POST, OPTIONS",
+        "/api/adapt": "POST, OPTIONS", "/api/status": "GET, HEAD, OPTIONS"}
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: dict[str, str] | None = None, head: bool = False) -> None:
@@ -199,12 +254,26 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self) -> None:
-        if self._route("GET"):
-            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+        if not self._route("GET"):
+            return
+        if self.path.split("?")[0] == "/api/status":
+            self._json(HTTPStatus.OK, self._status())
+            return
+        self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+
+    def _status(self) -> dict[str, Any]:
+        return {"collect": self.server.collect is not None,
+                "collected": self.server.collected(),
+                "adapted": self.server.weights is not self.server.start}
 
     def do_HEAD(self) -> None:
-        if self._route("HEAD"):
-            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8", head=True)
+        if not self._route("HEAD"):
+            return
+        if self.path.split("?")[0] == "/api/status":
+            self._send(HTTPStatus.OK, json.dumps(self._status()).encode(), "application/json",
+                       head=True)
+            return
+        self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8", head=True)
 
     def do_OPTIONS(self) -> None:
         if self._route("OPTIONS"):
@@ -214,26 +283,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if not self._route("POST"):
             return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length"})
+        path = self.path.split("?")[0]
+        if path == "/api/adapt":
+            self._adapt()
             return
-        if not 0 < length <= MAX_UPLOAD:
-            # Answer first (a client that waits after the headers reads it now), then read
-            # what a client that sends everything first still sends, so that closing does
-            # not reset the connection before it reads the answer.
-            self.close_connection = True
-            self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else
-                       HTTPStatus.BAD_REQUEST,
-                       {"error": f"an image of 1 byte to {MAX_UPLOAD >> 20} MB is expected, "
-                                 f"got {length:,} bytes"}, {"Connection": "close"})
-            self._discard(min(max(length, 0), MAX_DISCARD))
+        digit = None
+        if path == "/api/collect":
+            digit = self._digit()
+            if digit is None:
+                return
+        data = self._body()
+        if data is None:
             return
-        data = self.rfile.read(length)
-        if len(data) < length:
-            self.close_connection = True
-            return  # the client went away mid-body
         with self.server.decoder() as admitted:
             if not admitted:
                 self._json(HTTPStatus.SERVICE_UNAVAILABLE,
@@ -247,24 +308,84 @@ class _Handler(BaseHTTPRequestHandler):
                           else HTTPStatus.UNPROCESSABLE_ENTITY)
                 self._json(status, {"error": " ".join(str(exc).split())})
                 return
-            finally:
-                del data
+        if digit is not None:
+            result = {"saved": self._keep(data, digit), "collected": self.server.collected()}
         self._json(HTTPStatus.OK, result)
 
-    def _discard(self, length: int) -> None:
-        """Read and drop up to ``length`` bytes of the request's body."""
-        with contextlib.suppress(OSError):
-            self.wfile.flush()
-            while length > 0:
-                chunk = self.rfile.read(min(length, 1 << 16))
-                if not chunk:
-                    break
-                length -= len(chunk)
+    def _body(self) -> bytes | None:
+        """The request's body (an image of 1 byte to :data:`MAX_UPLOAD`), or None after
+        answering why not."""
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length"})
+            return None
+        if not 0 < length <= MAX_UPLOAD:
+            # Answer first (a client that waits after the headers reads it now), then read
+            # what a client that sends everything first still sends, so that closing does
+            # not reset the connection before it reads the answer.
+            self.close_connection = True
+            self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else
+                       HTTPStatus.BAD_REQUEST,
+                       {"error": f"an image of 1 byte to {MAX_UPLOAD >> 20} MB is expected, "
+                                 f"got {length:,} bytes"}, {"Connection": "close"})
+            self._discard(min(max(length, 0), MAX_DISCARD))
+            return None
+        data = self.rfile.read(length)
+        if len(data) < length:
+            self.close_connection = True
+            return None  # the client went away mid-body
+        return data
 
-    def do_PUT(self) -> None:
-        self._route(self.command)
+    def _collecting(self) -> bool:
+        if self.server.collect is None:
+            self.close_connection = True  # the body, if any, is not read
+            self._json(HTTPStatus.FORBIDDEN,
+                       {"error": "this page keeps no drawings: start it with "
+                                 "`mnist-cnn draw --collect DIR`"})
+            return False
+        return True
 
-    do_DELETE = do_PATCH = do_PUT  # noqa: N815
+    def _digit(self) -> int | None:
+        """The ``digit`` query parameter (0 to 9), or None after answering 400 or 403."""
+        if not self._collecting():
+            return None
+        values = parse_qs(urlsplit(self.path).query).get("digit", [])
+        if len(values) != 1 or values[0] not in {str(d) for d in range(10)}:
+            self.close_connection = True
+            self._json(HTTPStatus.BAD_REQUEST,
+                       {"error": "say which digit it is: /api/collect?digit=0 to 9"})
+            return None
+        return int(values[0])
+
+    def _keep(self, data: bytes, digit: int) -> str:
+        """Write a drawing into the collect folder (named by its hash); its name there."""
+        from mnist_cnn.storage.files import atomic_write
+
+        folder = self.server.collect / str(digit)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+        with atomic_write(folder / name) as f:
+            f.write(data)
+        return f"{digit}/{name}"
+
+    def _adapt(self) -> None:
+        """Fine-tune the starting model on the kept drawings (``mnist-cnn adapt``, in a
+        process of its own: this one stays small and quick, without PyTorch); read with
+        the adapted model from now on."""
+        if not self._collecting():
+            return
+        if self.headers.get("Content-Length", "0") != "0":
+            self.close_connection = True
+        if not self.server.adapting.acquire(blocking=False):
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE,
+                       {"error": "already adapting; wait for it"}, {"Retry-After": "5"})
+            return
+        try:
+            status, reply = self.server.adapt()
+        finally:
+            self.server.adapting.release()
+        self._json(status, reply)
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -296,7 +417,7 @@ def _release_free_memory() -> None:
 
 
 def make_server(weights: WeightsLike | None = None, host: str = "127.0.0.1",
-                port: int = 0) -> DrawingServer:
+                port: int = 0, collect: str | Path | None = None) -> DrawingServer:
     """A drawing page's server, bound but not yet serving.
 
     Parameters
@@ -307,6 +428,9 @@ def make_server(weights: WeightsLike | None = None, host: str = "127.0.0.1",
         The address to listen on; 127.0.0.1 keeps it to this machine.
     port : int
         0: a free port.
+    collect : str or path, optional
+        A folder where the page keeps the drawings the user corrects, and adapts the
+        model to them; default: none (nothing is written).
 
     Returns
     -------
@@ -322,8 +446,10 @@ def make_server(weights: WeightsLike | None = None, host: str = "127.0.0.1",
     from mnist_cnn.reading.predictions import bundled_weights_path
 
     try:
+        if collect is not None and Path(collect).exists() and not Path(collect).is_dir():
+            raise MnistCnnError(f"--collect {collect} is a file, not a folder")
         return DrawingServer((host, port), weights if weights is not None
-                             else bundled_weights_path())
+                             else bundled_weights_path(), collect)
     except OSError as exc:
         raise MnistCnnError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                             "choose another --port") from None

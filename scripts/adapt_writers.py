@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""``adapt`` measured on real writers and on a writer who closes 4s.
+
+Writers: each repository in ``../shared/user_digits`` and ``../shared/user_digits_more``
+with at least 10 images. Each writer's readable digits, sorted by file name, are split
+alternately in two halves: the model is adapted on the first and read the second, before
+and after. Images the reader cannot read at all ("no ink") are left out of both.
+
+The writer who closes 4s: MNIST test 4s redrawn from their skeletons as pen strokes with
+the tops of the two arms joined (``tests/photolike.py``'s :func:`skeleton_drawing`, as
+the page's browser tests draw), and that writer's other digits (5 of each other class,
+redrawn the same way, tops not joined). Adapted on 5 closed 4s; read: 20 other closed 4s
+and the other digits, before and after. MNIST's test accuracy after each adaptation.
+
+    python scripts/adapt_writers.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a clone too
+sys.path.insert(0, str(ROOT / "tests"))  # the closed-4 writer is the tests' own
+
+from photolike import skeleton_drawing, top_ends  # noqa: E402
+
+from mnist_cnn import load_dataset, load_weights  # noqa: E402
+from mnist_cnn.errors import ImageError  # noqa: E402
+from mnist_cnn.nets.inference import predict_proba  # noqa: E402
+from mnist_cnn.reading.images import preprocess_image  # noqa: E402
+from mnist_cnn.reading.labelled import LabelledDigits  # noqa: E402
+from mnist_cnn.reading.predictions import bundled_weights_path  # noqa: E402
+from mnist_cnn.training.adapt import adapt  # noqa: E402
+
+
+def writers(roots: list[Path]) -> dict[str, LabelledDigits]:
+    found: dict[str, list[tuple[Path, int]]] = defaultdict(list)
+    for root in roots:
+        with open(root / "labels.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                found[row["path"].split("/")[0]].append((root / row["path"],
+                                                         int(row["label"])))
+    result = {}
+    for name, items in sorted(found.items()):
+        if len(items) < 10:
+            continue
+        images, labels, files = [], [], []
+        for path, label in sorted(items):
+            try:
+                images.append(preprocess_image(path))
+            except ImageError:
+                continue
+            labels.append(label)
+            files.append(str(path))
+        result[name] = LabelledDigits(np.stack(images), np.array(labels), files,
+                                      [""] * len(files))
+    return result
+
+
+def errors(weights, digits: LabelledDigits) -> int:
+    return int((predict_proba(weights, digits.images[:, None]).argmax(1)
+                != digits.labels).sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    args = parser.parse_args()
+    data = load_dataset()
+    X_test, y_test = data[4], data[5]
+    start = load_weights(bundled_weights_path())
+
+    print("| writer | read | errors before | errors after |")
+    print("|---|---|---|---|")
+    total = [0, 0, 0]
+    worse, mnist, seconds = 0, [], []
+    found = writers([args.shared / "user_digits", args.shared / "user_digits_more"])
+    everyone = list(found.values())
+    for name, digits in found.items():
+        first, second = np.arange(0, len(digits), 2), np.arange(1, len(digits), 2)
+        result = adapt(digits.subset(first), data=data, folds=0)
+        held = digits.subset(second)
+        b, a = errors(start, held), errors(result.weights, held)
+        total[0] += len(held)
+        total[1] += b
+        total[2] += a
+        worse += a > b
+        mnist.append(result.mnist_test_accuracy)
+        seconds.append(result.seconds)
+        print(f"| {name} | {len(held)} | {b} | {a} |")
+    print(f"| **all {len(mnist)} writers** | {total[0]} | {total[1]} | {total[2]} |")
+    print(f"\nwriters worse after: {worse}; MNIST test after: {min(mnist) * 100:.2f} to "
+          f"{max(mnist) * 100:.2f} %; fine-tuning {np.mean(seconds):.1f} s on average")
+
+    fours = [d for d in X_test[y_test == 4, 0] if top_ends(d) is not None][:25]
+    closed = np.stack([preprocess_image(skeleton_drawing(d, close_top=True)) for d in fours])
+    others = [(d, c) for c in range(10) if c != 4 for d in X_test[y_test == c, 0][:5]]
+    other = LabelledDigits(np.stack([preprocess_image(skeleton_drawing(d)) for d, _ in others]),
+                           np.array([c for _, c in others]), [], [])
+    taught = LabelledDigits(closed[:5], np.full(5, 4), [], [])
+    test = LabelledDigits(closed[5:], np.full(20, 4), [], [])
+    began = time.perf_counter()
+    result = adapt(taught, data=data, folds=0)
+    took = time.perf_counter() - began
+
+    def as_four(weights) -> int:
+        return int((predict_proba(weights, test.images[:, None]).argmax(1) == 4).sum())
+
+    nines = int((predict_proba(start, test.images[:, None]).argmax(1) == 9).sum())
+    print(f"\nthe writer who closes 4s: of 20 closed 4s, {as_four(start)} read as 4 before "
+          f"({nines} as 9), {as_four(result.weights)} after adapting on 5; their 45 other "
+          f"digits: {errors(start, other)} errors before, {errors(result.weights, other)} "
+          f"after; MNIST test after {result.mnist_test_accuracy * 100:.2f} %; adapt() "
+          f"took {took:.1f} s in all (its fine-tuning {result.seconds:.1f} s)")
+
+    fifty = LabelledDigits(np.concatenate([d.images for d in everyone])[:50],
+                           np.concatenate([d.labels for d in everyone])[:50], [], [])
+    began = time.perf_counter()
+    result = adapt(fifty, data=data, folds=0, mnist_test=False)
+    print(f"adapting on 50 real digits: {time.perf_counter() - began:.1f} s in all (its "
+          f"fine-tuning {result.seconds:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
