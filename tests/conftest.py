@@ -94,6 +94,19 @@ def theano_engine():
     return pytensor
 
 
+@pytest.fixture(scope="module")
+def drawing_server():
+    """The drawing page's server with the bundled model, serving on 127.0.0.1 in a
+    thread for the module's tests."""
+    from mnist_cnn.frontends.drawing_page import make_server, serve_in_thread
+
+    server = make_server()
+    serve_in_thread(server)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="session")
 def real_lasagne() -> None:
     """The real Theano 0.8.2 and Lasagne 0.1 are set up (`mnist-cnn legacy setup`).

@@ -38,13 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="module")
-def server():
-    server = make_server()
-    serve_in_thread(server)
-    yield server
-    server.shutdown()
-    server.server_close()
+@pytest.fixture
+def server(drawing_server):
+    return drawing_server
 
 
 def post(server, body: bytes, path: str = "/api/read", timeout: float = 30

@@ -36,7 +36,6 @@ from PIL import Image
 
 from mnist_cnn import load_weights, read_number, train
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.frontends.drawing_page import make_server, serve_in_thread
 from mnist_cnn.reading.images import preprocess_image
 from mnist_cnn.reading.predictions import bundled_weights_path
 from mnist_cnn.storage.mnist_data import read_idx
@@ -240,15 +239,6 @@ def test_malformed_idx_files_parse_or_are_refused_in_one_line(tmp_path, data):
 def _gzip(content: bytes) -> bytes:
     packer = zlib.compressobj(wbits=31)
     return packer.compress(content) + packer.flush()
-
-
-@pytest.fixture(scope="module")
-def drawing_server():
-    server = make_server()
-    serve_in_thread(server)
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def _requests() -> list[bytes]:

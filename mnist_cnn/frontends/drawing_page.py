@@ -387,6 +387,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.adapting.release()
         self._json(status, reply)
 
+    def _discard(self, length: int) -> None:
+        """Read and drop up to ``length`` bytes of the request's body."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    break
+                length -= len(chunk)
+
+    def do_PUT(self) -> None:
+        self._route(self.command)
+
+    do_DELETE = do_PATCH = do_PUT  # noqa: N815
+
 
 def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")

@@ -24,7 +24,10 @@ from mnist_cnn.nets.engines.pytorch.devices import resolve_device
 from mnist_cnn.nets.engines.pytorch.modules import LasagneNet, as_tensor
 from mnist_cnn.nets.spec import Dense, Weights
 
-__all__ = ["FineTuning", "fine_tune"]
+__all__ = ["MNIST_LEFT", "WRITER_AUGMENTATION", "FineTuning", "fine_tune"]
+
+#: The least part of each batch that stays MNIST's digits.
+MNIST_LEFT = 0.5
 
 
 #: The transforms of the writer's digits: stronger than training's, since a few digits
@@ -46,7 +49,8 @@ class FineTuning:
     share : float
         In each batch, the chance that an MNIST digit of a class the writer gave is
         replaced by one of the writer's digits of that class (the classes keep MNIST's
-        proportions).
+        proportions), lowered where needed so that :data:`MNIST_LEFT` of the batch
+        stays MNIST's.
     learning_rate, momentum : float
         SGD with Nesterov momentum; the rate falls to 0 on a cosine.
     augmentation : Augmentation
@@ -113,11 +117,15 @@ def fine_tune(weights: Weights, X_own: np.ndarray, y_own: np.ndarray, X_mnist: n
     shapes = net.dropout_shapes(options.batch_size)
     by_class = [torch.nonzero(own_y == c).view(-1) for c in range(10)]
     has = torch.tensor([len(i) > 0 for i in by_class], device=dev)
+    # At least half of each batch stays MNIST's (the distillation's digits): a writer who
+    # gave every class has half of each class's digits replaced, one who gave only 4s all.
+    given = float(has[mnist_y].float().mean())
+    share = min(options.share, (1 - MNIST_LEFT) / given) if given > 0 else 0.0
     for _ in range(options.steps):
         j = torch.randint(len(mnist), (options.batch_size,), generator=generator, device=dev)
         x, y = mnist[j].clone(), mnist_y[j]
         swap = (torch.rand(options.batch_size, generator=generator, device=dev)
-                < options.share) & has[y]
+                < share) & has[y]
         for c in range(10):
             where = torch.nonzero(swap & (y == c)).view(-1)
             if len(where):
