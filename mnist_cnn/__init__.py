@@ -58,6 +58,8 @@ _LAZY = {
     "read_number": "reading.numbers",
     "NumberReading": "reading.numbers",
     "preprocess_image": "reading.images",
+    "adapt": "training.adapt",
+    "AdaptResult": "training.adapt",
     "reproduce": "experiments.sweep",
     "Experiment": "experiments.plan",
     "SweepReport": "experiments.report",

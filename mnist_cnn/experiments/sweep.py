@@ -164,11 +164,6 @@ def reproduce(which: str | os.PathLike | Sequence[Experiment] = "blog",
     verbose : bool
         Say where the report is.
 
-    Notes
-    -----
-    The runs on this machine are processes started afresh ("spawn"): in a script, call
-    this function under ``if __name__ == "__main__":``, as multiprocessing asks.
-
     Returns
     -------
     SweepReport
@@ -182,12 +177,16 @@ def reproduce(which: str | os.PathLike | Sequence[Experiment] = "blog",
     TrainingInterrupted, KeyboardInterrupt
         Ctrl-C (or SIGTERM, as the command line runs): the runs stop, each keeping its
         last checkpoint; run the same sweep again to go on.
+
+    Notes
+    -----
+    The runs on this machine are processes started afresh ("spawn"): in a script, call
+    this function under ``if __name__ == "__main__":``, as multiprocessing asks.
     """
     from mnist_cnn.progress import show_progress
     from mnist_cnn.storage.files import prepare_folder
 
-    chosen = experiments(which if not isinstance(which, os.PathLike) else str(which), seeds,
-                         list(only) if only else None)
+    chosen = experiments(which, seeds, list(only) if only else None)
     if workers is not None and address is not None:
         raise ExperimentsError("workers are the cluster's with an address: give one of "
                                "workers and address")
