@@ -169,7 +169,9 @@ def adapt(digits: str | os.PathLike | LabelledDigits, out: str | os.PathLike | N
     mnist = (correct(adapted, np.asarray(X_test)[:, 0], np.asarray(y_test)) / len(y_test)
              if mnist_test else None)
     source = {"from": str(digits) if not isinstance(digits, LabelledDigits) else None,
-              "files_sha256": own.sha256, "start": str(start_path),
+              "files_sha256": own.sha256,
+              "start": str(start_path) if isinstance(start_path, (str, os.PathLike))
+              else "weights given in Python",
               "fine_tuning": {"steps": options.steps, "batch_size": options.batch_size,
                               "share": options.share, "learning_rate": options.learning_rate,
                               "keep": options.keep, "seed": seed}}
