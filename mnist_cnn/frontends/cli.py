@@ -594,7 +594,7 @@ def _reproduce_arguments(sub: Any) -> None:
         "reproduce", help="many seeded runs of a set of experiments, with statistics",
         description="Run every experiment of a set over its seeds, each run an ordinary "
                     "run folder under the sweep's folder, and report per experiment the "
-                    "runs' test accuracy and time (mean, standard deviation, a 95 %% "
+                    "runs' test accuracy and time (mean, standard deviation, a 95 % "
                     "confidence interval, min and max) beside the claim, as report.md, "
                     "report.json and report.png. Runs already finished are not redone; an "
                     "interrupted one resumes from its checkpoint; Ctrl-C stops the sweep "
