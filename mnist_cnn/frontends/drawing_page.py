@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import json
 import threading
@@ -50,9 +51,20 @@ import numpy as np
 from mnist_cnn.errors import ImageError, MnistCnnError
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
 
-__all__ = ["ADAPT_TIMEOUT", "DECODERS", "IDLE_TIMEOUT", "MAX_DISCARD", "MAX_PIXELS",
-           "MAX_UPLOAD", "WAITING", "DrawingServer", "make_server", "read_drawing",
-           "serve_in_thread"]
+__all__ = [
+    "ADAPT_TIMEOUT",
+    "DECODERS",
+    "IDLE_TIMEOUT",
+    "MAX_DISCARD",
+    "MAX_PIXELS",
+    "MAX_UPLOAD",
+    "WAITING",
+    "DrawingServer",
+    "TooManyPixels",
+    "make_server",
+    "read_drawing",
+    "serve_in_thread",
+]
 
 #: Uploads over this many bytes are refused (413).
 MAX_UPLOAD = 5 << 20
@@ -68,6 +80,10 @@ WAITING = 8
 IDLE_TIMEOUT = 30.0
 #: Seconds ``/api/adapt`` may take.
 ADAPT_TIMEOUT = 600.0
+
+
+class TooManyPixels(ImageError):
+    """An upload over :data:`MAX_PIXELS` (answered 413, not 422)."""
 
 
 def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
@@ -90,6 +106,8 @@ def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
 
     Raises
     ------
+    TooManyPixels
+        If the image is over :data:`MAX_PIXELS` (checked before its pixels are decoded).
     ImageError
         If the data is not a usable image.
     """
@@ -98,7 +116,7 @@ def read_drawing(data: bytes, weights: WeightsLike) -> dict[str, Any]:
 
     image = decode_image(data, "the upload")
     if image.width * image.height > MAX_PIXELS:
-        raise ImageError(f"the upload is {image.width}x{image.height} pixels, over the page's "
+        raise TooManyPixels(f"the upload is {image.width}x{image.height} pixels, over the page's "
                          f"{MAX_PIXELS / 1e6:.0f}-megapixel limit; scale it down first")
     x = preprocess_image(image)
     net = as_weights(weights)
@@ -254,26 +272,24 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self) -> None:
-        if not self._route("GET"):
-            return
-        if self.path.split("?")[0] == "/api/status":
-            self._json(HTTPStatus.OK, self._status())
-            return
-        self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
-
-    def _status(self) -> dict[str, Any]:
-        return {"collect": self.server.collect is not None,
-                "collected": self.server.collected(),
-                "adapted": self.server.weights is not self.server.start}
+        self._get(head=False)
 
     def do_HEAD(self) -> None:
-        if not self._route("HEAD"):
+        self._get(head=True)
+
+    def _get(self, head: bool) -> None:
+        """The page, or ``/api/status``: whether collecting is on, how many drawings are
+        kept, whether the page reads with an adapted model."""
+        if not self._route(self.command):
             return
         if self.path.split("?")[0] == "/api/status":
-            self._send(HTTPStatus.OK, json.dumps(self._status()).encode(), "application/json",
-                       head=True)
+            status = {"collect": self.server.collect is not None,
+                      "collected": self.server.collected(),
+                      "adapted": self.server.weights is not self.server.start}
+            self._send(HTTPStatus.OK, json.dumps(status).encode(), "application/json",
+                       head=head)
             return
-        self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8", head=True)
+        self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8", head=head)
 
     def do_OPTIONS(self) -> None:
         if self._route("OPTIONS"):
@@ -304,8 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 result = read_drawing(data, self.server.weights)
             except ImageError as exc:
-                status = (HTTPStatus.REQUEST_ENTITY_TOO_LARGE if "megapixel" in str(exc)
-                          else HTTPStatus.UNPROCESSABLE_ENTITY)
+                status = (HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+                          if isinstance(exc, TooManyPixels) else HTTPStatus.UNPROCESSABLE_ENTITY)
                 self._json(status, {"error": " ".join(str(exc).split())})
                 return
         if digit is not None:
@@ -403,6 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT  # noqa: N815
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name and "libc.so" in name:
