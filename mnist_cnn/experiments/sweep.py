@@ -306,12 +306,12 @@ def _run_here(todo: list[RunTask], data: Sequence[np.ndarray] | None, workers: i
     context = multiprocessing.get_context("spawn")  # no threads or torch state forked
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
     pending = iter(todo)
-    running: dict[Future, RunTask] = {}
+    running: set[Future] = set()
     outcomes: list[RunOutcome] = []
 
     def submit() -> None:
         for task in pending:
-            running[pool.submit(_run_in_pool, task, data, threads)] = task
+            running.add(pool.submit(_run_in_pool, task, data, threads))
             if len(running) >= workers:
                 return
 
@@ -321,7 +321,7 @@ def _run_here(todo: list[RunTask], data: Sequence[np.ndarray] | None, workers: i
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                running.pop(future)
+                running.discard(future)
                 outcomes.append(future.result())  # a run's error stops the sweep
             submit()
             bar.update(len(running), len(finished))
@@ -332,7 +332,6 @@ def _run_here(todo: list[RunTask], data: Sequence[np.ndarray] | None, workers: i
             with contextlib.suppress(ProcessLookupError):  # checkpoint; an idle one waits
                 os.kill(child.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
-        del pool  # not kept alive by the traceback: its queues are released now
         raise
     pool.shutdown(wait=True)
     return outcomes
