@@ -16,6 +16,7 @@ from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.grouping import column_neighbours, groups
 
 __all__ = [
+    "BLOB",
     "InkMap",
     "Piece",
     "digit_ink",
@@ -33,6 +34,8 @@ __all__ = [
     "remove_background",
     "select_digit",
     "smooth_noise",
+    "stroke_width",
+    "thickest_parts",
 ]
 
 def estimate_background(image: np.ndarray, bright_ink: bool = True) -> np.ndarray:
@@ -397,12 +400,44 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
         return labels, pieces
     largest = max(p.mass for p in pieces)
     pieces = [p for p in pieces if p.mass >= 0.02 * largest]
+    pieces = _strokes(pieces, labels, mask)
     inside = sorted((p for p in pieces if not p.at_edge), key=lambda p: p.width)
     if inside and len(inside) < len(pieces):
         masses = np.cumsum([p.mass for p in inside])
         stroke = inside[int(np.searchsorted(masses, masses[-1] / 2))].width
         pieces = [p for p in pieces if not p.at_edge or p.width <= 2 * stroke]
     return labels, pieces
+
+
+#: A piece whose thickest part is this many times the page's stroke width is not a
+#: stroke: a patch of shadow, a blot, a finger.
+BLOB = 4.0
+
+
+def thickest_parts(labels: np.ndarray, mask: np.ndarray, pieces: list[Piece]) -> np.ndarray:
+    """Each piece's thickest part: twice the largest distance from its inside to its
+    edge (:func:`scipy.ndimage.distance_transform_edt`)."""
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(mask)
+    return 2 * np.asarray(ndimage.maximum(distance, labels, [p.label for p in pieces]),
+                          float).reshape(-1)
+
+
+def stroke_width(thickest: np.ndarray) -> float:
+    """The page's stroke width: the lower quartile of its pieces' thickest parts
+    (:func:`thickest_parts`). A shadow is one thick piece among thin ones, so it does
+    not set the width."""
+    return float(np.percentile(thickest, 25, method="lower"))
+
+
+def _strokes(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray) -> list[Piece]:
+    """The pieces that are strokes: none thicker than :data:`BLOB` stroke widths."""
+    if len(pieces) < 2:
+        return pieces
+    thickest = thickest_parts(labels, mask, pieces)
+    stroke = stroke_width(thickest)
+    return [p for p, t in zip(pieces, thickest, strict=True) if t <= BLOB * stroke]
 
 
 def _grouped(pieces: list[Piece], gap: float) -> list[int]:

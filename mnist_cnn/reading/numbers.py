@@ -10,7 +10,7 @@ character that wide is to be several digits (a slashed 0 is one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,23 +27,45 @@ from mnist_cnn.reading.segmentation import (
     cut_candidates,
     piece_splits,
     read_page,
+    rows_of,
     split,
 )
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
 
-__all__ = ["NumberReading", "read_number"]
+__all__ = ["LeftOut", "NumberReading", "read_number"]
 
 #: Touching digits are parted at most this many times over in one character.
 _DEPTH = 3
 #: A parting's score is scaled by how likely a character this wide (in row heights) is
 #: to be more than one digit: not at all up to ``_ONE_WIDE``, surely from ``_TWO_WIDE``.
 _ONE_WIDE, _TWO_WIDE = 0.5, 1.0
+#: A page whose characters' median height over width is under this is tried turned.
+_SIDEWAYS = 0.8
 
 
 def _parting_prior(width: float, height: float) -> float:
     """How plausible it is that a character ``width`` wide in a row ``height`` tall is
     two or more digits (a slashed 0 or a wide 4 is one; "11" may be narrow)."""
     return float(np.clip((width / height - _ONE_WIDE) / (_TWO_WIDE - _ONE_WIDE), 0.05, 1.0))
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A mark on the page not read as a digit.
+
+    Attributes
+    ----------
+    box : tuple of int
+        ``(top, left, bottom, right)`` in the picture as read.
+    reason : str
+        Why: an underline or dash, dust, a page's edge or shadow at the border.
+    """
+
+    box: tuple[int, int, int, int]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -57,11 +79,18 @@ class NumberReading:
     rows : list of list of Prediction
         Each row's digits, left to right; rows top to bottom. Each digit's ``box`` is
         ``(top, left, bottom, right)`` in the picture (as read: pictures over 1024 px
-        are reduced first).
+        are reduced first, and turned by ``turned``).
+    left_out : list of LeftOut
+        Marks that were not read as digits, and why (an underline, dust, a page's edge).
+    turned : int
+        Degrees counter-clockwise the picture was turned to read it: 0, or 90 or 270
+        for a page stored sideways (its characters wider than tall).
     """
 
     source: str
     rows: list[list[Prediction]]
+    left_out: list[LeftOut] = field(default_factory=list)
+    turned: int = 0
 
     @property
     def digits(self) -> list[Prediction]:
@@ -82,7 +111,9 @@ class NumberReading:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record of ``mnist-cnn predict --number --json``."""
         return {"number": self.text, "probability": self.probability,
-                "rows": [[p.to_dict() for p in row] for row in self.rows]}
+                "turned": self.turned,
+                "rows": [[p.to_dict() for p in row] for row in self.rows],
+                "left_out": [m.to_dict() for m in self.left_out]}
 
 
 def _read(page: Page, character: Character, height: float, classify,
@@ -143,12 +174,45 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
     if not 1 <= top <= 10:
         raise ValueError(f"top must be between 1 and 10, got {top}")
     name = describe(src)
-    page = read_page(load_grey(src), name)
+    grey = load_grey(src)
+    page = read_page(grey, name)
     net = as_weights(weights if weights is not None else bundled_weights_path())
 
     def classify(images: list[np.ndarray]) -> np.ndarray:
         return predict_proba(net, np.stack(images)[:, None], device=device, engine=engine)
 
+    best = 0, _read_rows(page, name, classify, top)
+    if _sideways(page):
+        # Turned both ways, the reading the network is surest of (per digit) wins.
+        for turn in (90, 270):
+            rows = _read_rows(read_page(np.rot90(grey, turn // 90), name), name, classify, top)
+            if _sureness(rows) > _sureness(best[1]):
+                best = turn, rows
+    left_out = [LeftOut(c.bbox, why) for c, why in page.left_out] if best[0] == 0 else []
+    return NumberReading(name, best[1], left_out, best[0])
+
+
+def _sideways(page: Page) -> bool:
+    """Whether the page may be stored sideways: its characters fall into fewer rows
+    when read top to bottom than left to right (:func:`~mnist_cnn.reading.segmentation.rows_of`
+    on the page turned), or most of them are wider than tall (a digit is taller than
+    wide)."""
+    characters = [c for row in page.rows for c in row]
+    if len(characters) < 2:
+        return False
+    turned = [Character(c.labels, (c.bbox[1], c.bbox[0], c.bbox[3], c.bbox[2]))
+              for c in characters]
+    return (len(rows_of(turned)) < len(page.rows)
+            or float(np.median([c.height / c.width for c in characters])) < _SIDEWAYS)
+
+
+def _sureness(rows: list[list[Prediction]]) -> float:
+    """How sure the network is of a reading, per digit: the mean log-probability."""
+    digits = [p.probability for row in rows for p in row]
+    return float(np.mean(np.log(np.maximum(digits, 1e-12)))) if digits else -np.inf
+
+
+def _read_rows(page: Page, name: str, classify, top: int) -> list[list[Prediction]]:
     rows = []
     for r, row in enumerate(page.rows):
         height = page.row_height(r)
@@ -159,4 +223,4 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
                     f"{name} (row {r + 1}, digit {len(digits) + 1})", proba, top, image,
                     part.bbox))
         rows.append(digits)
-    return NumberReading(name, rows)
+    return rows

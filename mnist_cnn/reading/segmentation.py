@@ -23,11 +23,19 @@ import numpy as np
 
 from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.grouping import column_neighbours, groups
-from mnist_cnn.reading.ink import InkMap, Piece, digit_ink, ink_pieces
+from mnist_cnn.reading.ink import (
+    BLOB,
+    InkMap,
+    Piece,
+    digit_ink,
+    ink_pieces,
+    stroke_width,
+    thickest_parts,
+)
 from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
 
 __all__ = ["MAX_CHARACTERS", "MAX_PIECES", "PART", "Character", "Page", "character_image",
-           "cut_candidates", "find_characters", "piece_splits", "read_page", "split"]
+           "cut_candidates", "find_characters", "piece_splits", "read_page", "rows_of", "split"]
 
 #: A page with more separate pieces of ink than this is refused before they are grouped
 #: (specks, a texture, a photo of something else); a number, even a filled-in grid of
@@ -44,6 +52,9 @@ _STACK_GAP = 0.3
 PART = 0.5
 #: A faint piece of ink is a digit when it is this much of its row's height.
 _FAINT = 0.6
+#: A character three times as wide as tall and no taller than this many times its
+#: stroke is a line across (an underline, a dash), not a digit.
+_FLAT = 3.0
 #: A character at least this many row heights wide may be touching digits.
 _MAY_TOUCH = 0.75
 
@@ -86,12 +97,15 @@ class Page:
         Top to bottom; each row left to right.
     pieces : dict
         Each piece of ink (:class:`mnist_cnn.reading.ink.Piece`) by its number.
+    left_out : list of (Character, str)
+        Marks that do not look like digits, and why (:func:`find_characters`).
     """
 
     ink: InkMap
     labels: np.ndarray
     rows: list[list[Character]]
     pieces: dict[int, Piece]
+    left_out: list[tuple[Character, str]]
 
     def row_height(self, row: int) -> float:
         """The median height of a row's characters."""
@@ -113,7 +127,7 @@ def _character(group: list[Piece]) -> Character:
                       max(p.bbox[2] for p in group), max(p.bbox[3] for p in group)))
 
 
-def _rows(characters: list[Character]) -> list[list[Character]]:
+def rows_of(characters: list[Character]) -> list[list[Character]]:
     """Characters in rows: each joins the row whose height band holds its middle."""
     rows: list[list[Character]] = []
     for c in sorted(characters, key=lambda c: -c.height):  # tall ones set the bands
@@ -131,7 +145,8 @@ def _rows(characters: list[Character]) -> list[list[Character]]:
 
 
 def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
-                    ) -> tuple[np.ndarray, list[Piece], list[list[Character]]]:
+                    ) -> tuple[np.ndarray, list[Piece], list[list[Character]],
+                               list[tuple[Character, str]]]:
     """The characters of a number, in rows.
 
     Parameters
@@ -153,6 +168,9 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
         Top to bottom; each left to right. A character under half its row's height
         is joined to the nearest one within a third of a height (a 5's bar written
         apart), or left out (a dot, dust).
+    left_out : list of (Character, str)
+        What does not look like a digit, and why: marks at the picture's border
+        unlike the digits inside, lines across (an underline, a dash), dust.
 
     Raises
     ------
@@ -164,24 +182,90 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     if len(pieces) > MAX_PIECES:
         raise ImageError(f"{name}: {len(pieces):,} separate marks of ink, more than a "
                          f"written number has (at most {MAX_PIECES:,} are read); {advice}")
-    characters = [_character(g) for g in groups(
-        pieces, column_neighbours([p.bbox for p in pieces]), _stacked)]
+    kept, left_out = _at_border(pieces, mask.shape)
+    characters = _characters(kept)
     if len(characters) > MAX_CHARACTERS:
         raise ImageError(f"{name}: {len(characters):,} characters, more than a written "
                          f"number has (at most {MAX_CHARACTERS} are read); {advice}")
-    return labels, pieces, [_with_small_parts_joined(row) for row in _rows(characters)]
+    characters, lines = _lines_across(characters, labels)
+    left_out += lines
+    rows = []
+    for row in rows_of(characters):
+        row, dust = _with_small_parts_joined(row)
+        rows.append(row)
+        left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
+    return labels, pieces, rows, left_out
 
 
-def _with_small_parts_joined(row: list[Character]) -> list[Character]:
+def _sides(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> int:
+    """How many of the picture's sides a box touches."""
+    top, left, bottom, right = bbox
+    return (top == 0) + (left == 0) + (bottom == shape[0]) + (right == shape[1])
+
+
+def _characters(pieces: list[Piece]) -> list[Character]:
+    return [_character(g) for g in groups(
+        pieces, column_neighbours([p.bbox for p in pieces]), _stacked)]
+
+
+def _at_border(pieces: list[Piece], shape: tuple[int, ...]
+               ) -> tuple[list[Piece], list[tuple[Character, str]]]:
+    """The pieces to read, and those at the picture's border left out with the reason.
+
+    When some ink lies inside the picture, a piece at its border is kept only if shaped
+    like the digits inside: touching one side, and between half and twice their height.
+    The others are a page's edge, the table beside it, a shadow's edge, a mark cut off.
+    """
+    inside = [p for p in pieces if not p.at_edge]
+    if not inside or len(inside) == len(pieces):
+        return pieces, []
+    height = float(np.median([c.height for c in _characters(inside)]))
+    kept, left_out = list(inside), []
+    for p in pieces:
+        if not p.at_edge:
+            continue
+        tall = (p.bbox[2] - p.bbox[0]) / height
+        if _sides(p.bbox, shape) == 1 and PART <= tall <= 2:
+            kept.append(p)
+        else:
+            left_out.append((_character([p]), "at the picture's border, unlike the digits "
+                             "inside (a page's edge, a shadow, a mark cut off)"))
+    return kept, left_out
+
+
+def _lines_across(characters: list[Character], labels: np.ndarray
+                  ) -> tuple[list[Character], list[tuple[Character, str]]]:
+    """The characters that are not lines across, and those that are, with the reason:
+    at least three times as wide as tall, and no taller than :data:`_FLAT` times their
+    own stroke (an underline, a dash)."""
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(labels > 0)
+    kept, left_out = [], []
+    for c in characters:
+        window = (slice(c.bbox[0], c.bbox[2]), slice(c.bbox[1], c.bbox[3]))
+        stroke = 2 * float(distance[window][np.isin(labels[window], c.labels)].max())
+        if c.width >= 3 * c.height and c.height <= _FLAT * stroke:
+            left_out.append((c, "a line across, not a digit (an underline, a dash)"))
+        else:
+            kept.append(c)
+    return kept, left_out
+
+
+def _with_small_parts_joined(row: list[Character]
+                             ) -> tuple[list[Character], list[Character]]:
     """A row whose characters far shorter than the row's digits are joined to the
-    nearest character within a third of a height, or left out (dust)."""
+    nearest character within a third of a height; the rest of them (dust)."""
     height = float(np.median([c.height for c in row]))
     full = [c for c in row if c.height >= PART * height]
+    dust = []
     for small in (c for c in row if c.height < PART * height):
         near = min(full, key=lambda c: _gap(c, small))
         if _gap(near, small) <= height / 3:
             full[full.index(near)] = _character_of(near, small)
-    return sorted(full, key=lambda c: c.bbox[1])
+        else:
+            dust.append(small)
+    return sorted(full, key=lambda c: c.bbox[1]), dust
 
 
 def _gap(a: Character, b: Character) -> int:
@@ -209,12 +293,12 @@ def read_page(grey: np.ndarray, name: str) -> Page:
     from mnist_cnn.reading.ink import map_ink
 
     page = map_ink(grey, name)
-    labels, pieces, rows = find_characters(page.mask, page.seen, name)
+    labels, pieces, rows, left_out = find_characters(page.mask, page.seen, name)
     faint = _faint_digits(page, rows)
     if faint.any():
         page = replace(page, mask=page.mask | faint)
-        labels, pieces, rows = find_characters(page.mask, page.seen, name)
-    return Page(page, labels, rows, {p.label: p for p in pieces})
+        labels, pieces, rows, left_out = find_characters(page.mask, page.seen, name)
+    return Page(page, labels, rows, {p.label: p for p in pieces}, left_out)
 
 
 def _faint_digits(page: InkMap, rows: list[list[Character]]) -> np.ndarray:
@@ -225,6 +309,14 @@ def _faint_digits(page: InkMap, rows: list[list[Character]]) -> np.ndarray:
 
     labels, pieces = ink_pieces(faint_ink(page) & ~page.mask, page.seen)
     found = np.zeros_like(page.mask)
+    if not pieces:
+        return found
+    # A faint piece is a stroke only if it is as thin as the page's strokes (a shadow,
+    # faint too, is a thick patch).
+    main_labels, main = ink_pieces(page.mask, page.seen)
+    stroke = stroke_width(thickest_parts(main_labels, page.mask, main)) if main else np.inf
+    thin = thickest_parts(labels, labels > 0, pieces) <= BLOB * stroke
+    pieces = [p for p, ok in zip(pieces, thin, strict=True) if ok]
     bands = [(min(c.bbox[0] for c in row), max(c.bbox[2] for c in row),
               float(np.median([c.height for c in row]))) for row in rows]
     for piece in pieces:
