@@ -18,6 +18,7 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -55,6 +56,9 @@ _FAINT = 0.6
 #: A character three times as wide as tall and no taller than this many times its
 #: stroke is a line across (an underline, a dash), not a digit.
 _FLAT = 3.0
+#: A character this many times as tall as the page's median character is digits one
+#: over another.
+_TWO_HIGH = 1.6
 #: A character at least this many row heights wide may be touching digits.
 _MAY_TOUCH = 0.75
 
@@ -189,6 +193,7 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
                          f"number has (at most {MAX_CHARACTERS} are read); {advice}")
     characters, lines = _lines_across(characters, labels)
     left_out += lines
+    characters = _rows_parted(characters, labels)
     rows = []
     for row in rows_of(characters):
         row, dust = _with_small_parts_joined(row)
@@ -250,6 +255,46 @@ def _lines_across(characters: list[Character], labels: np.ndarray
         else:
             kept.append(c)
     return kept, left_out
+
+
+def _rows_parted(characters: list[Character], labels: np.ndarray) -> list[Character]:
+    """The characters, those as tall as two or more of the others cut between the rows
+    of the others that they cross (digits of a grid's rows touching, or written close);
+    a tall digit that crosses one row (a 9's long tail) stays whole."""
+    if len(characters) < 3:
+        return characters
+    height = float(np.median([c.height for c in characters]))
+    regular = [c for c in characters if c.height < _TWO_HIGH * height]
+    bands = [(float(np.median([c.bbox[0] for c in row])),
+              float(np.median([c.bbox[2] for c in row]))) for row in rows_of(regular)]
+    found = list(regular)
+    for c in characters:
+        if c.height >= _TWO_HIGH * height:
+            crossed = [(t, b) for t, b in bands if c.bbox[0] <= (t + b) / 2 <= c.bbox[2]]
+            found += _stacked_digits(c, crossed, labels) if len(crossed) > 1 else [c]
+    return found
+
+
+def _stacked_digits(character: Character, bands: list[tuple[float, float]],
+                    labels: np.ndarray) -> list[Character]:
+    """A character cut between rows (``(top, bottom)`` bands, top to bottom), each cut
+    at the row of pixels where its ink is thinnest between one band's middle and the
+    next one's."""
+    from scipy import ndimage
+
+    top, left, bottom, right = character.bbox
+    pixels = np.isin(labels[top:bottom, left:right], character.labels)
+    thickness = ndimage.uniform_filter1d(pixels.sum(axis=1).astype(float), 3)
+    middles = [int((t + b) / 2) - top for t, b in bands]
+    cuts = [0] + [lo + int(np.argmin(thickness[lo:hi]))
+                  for lo, hi in pairwise(middles)] + [bottom - top]
+    parts = []
+    for start, stop in pairwise(cuts):
+        cols = np.flatnonzero(pixels[start:stop].any(axis=0))
+        if len(cols):
+            parts.append(Character(character.labels, (top + start, left + int(cols[0]),
+                                                      top + stop, left + int(cols[-1]) + 1)))
+    return parts
 
 
 def _with_small_parts_joined(row: list[Character]
