@@ -180,6 +180,8 @@ def ink_mask(ink: np.ndarray, low: float, high: float,
 
 #: Ruled lines are searched within this many degrees of horizontal and vertical.
 _LINE_TILT = 3.0
+#: A line covers at least this share of the picture's width (or height).
+_LINE_COVER = 0.85
 
 
 def _lines_across(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray, int, int]:
@@ -219,7 +221,10 @@ def _lines_across(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray, int, in
         d = cols * np.cos(angles[angle]) + rows * np.sin(angles[angle])
         on = (d >= distances[lo] - 0.5) & (d <= distances[hi] + 0.5)
         along = rows[on] if vertical else cols[on]
-        if along.size and along.min() <= 0.03 * length and along.max() >= 0.97 * length - 1:
+        # A line runs unbroken from edge to edge (a row of digits in a grid, whose
+        # strokes line up, leaves gaps).
+        if (along.size and along.min() <= 0.03 * length and along.max() >= 0.97 * length - 1
+                and len(np.unique(along)) >= _LINE_COVER * length):
             found[rows[on], cols[on]] = True
             count += 1
             thickest = max(thickest, hi - lo + 1)
