@@ -20,6 +20,11 @@ REAL_DATA_DIR = default_data_dir()
 LEGACY_DIR = legacy.home()
 USER_DIGITS_DIR = Path(os.environ.get(
     "MNIST_CNN_USER_DIGITS", Path(__file__).resolve().parents[2] / "shared" / "user_digits"))
+# The other development sets lie beside it unless named.
+USER_DIGITS_MORE_DIR = Path(os.environ.get("MNIST_CNN_USER_DIGITS_MORE",
+                                           USER_DIGITS_DIR.parent / "user_digits_more"))
+USER_NUMBERS_DIR = Path(os.environ.get("MNIST_CNN_USER_NUMBERS",
+                                       USER_DIGITS_DIR.parent / "user_numbers"))
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +45,23 @@ def mnist_dir() -> Path:
     return REAL_DATA_DIR
 
 
+def _dev_set(folder: Path, variable: str) -> Path:
+    """A development set's folder; skipped when it has no labels.csv, unless
+    MNIST_REQUIRE_DATA=1 (as in CI)."""
+    if not (folder / "labels.csv").is_file():
+        message = f"no labels.csv in {folder}; set {variable} to the development set's folder"
+        if os.environ.get("MNIST_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def user_digits_dir() -> Path:
+    """The first development set of single digits ($MNIST_CNN_USER_DIGITS)."""
+    return _dev_set(USER_DIGITS_DIR, "MNIST_CNN_USER_DIGITS")
+
+
 @pytest.fixture(scope="session")
 def user_digits() -> list[dict[str, str]]:
     """The development set of real users' digits ($MNIST_CNN_USER_DIGITS, by default
@@ -48,16 +70,24 @@ def user_digits() -> list[dict[str, str]]:
 
     Skipped when it is not there, unless MNIST_REQUIRE_DATA=1 (as in CI).
     """
-    table = USER_DIGITS_DIR / "labels.csv"
-    if not table.is_file():
-        message = (f"no labels.csv in {USER_DIGITS_DIR}; set MNIST_CNN_USER_DIGITS to the "
-                   "folder of real users' digits")
-        if os.environ.get("MNIST_REQUIRE_DATA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with open(table, newline="") as f:
+    folder = _dev_set(USER_DIGITS_DIR, "MNIST_CNN_USER_DIGITS")
+    with open(folder / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [{**row, "path": str(USER_DIGITS_DIR / row["path"])} for row in rows]
+    return [{**row, "path": str(folder / row["path"])} for row in rows]
+
+
+@pytest.fixture(scope="session")
+def user_digits_more_dir() -> Path:
+    """The second development set of single digits ($MNIST_CNN_USER_DIGITS_MORE, by
+    default beside user_digits)."""
+    return _dev_set(USER_DIGITS_MORE_DIR, "MNIST_CNN_USER_DIGITS_MORE")
+
+
+@pytest.fixture(scope="session")
+def user_numbers_dir() -> Path:
+    """The development set of whole numbers ($MNIST_CNN_USER_NUMBERS, by default
+    beside user_digits)."""
+    return _dev_set(USER_NUMBERS_DIR, "MNIST_CNN_USER_NUMBERS")
 
 
 @pytest.fixture(scope="session")

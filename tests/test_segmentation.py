@@ -51,8 +51,8 @@ def test_pieces_over_each_other_are_one_character_and_dust_is_left_out():
     mask[130:140, 60:120] = True
     mask[60:140, 200:210] = True  # a 1
     mask[100:104, 300:304] = True  # a dot of dust, far from both
-    _, pieces, rows = find_characters(mask, mask.astype(np.float32))
-    assert len(pieces) == 3 and len(rows) == 1  # the dust is not even a piece
+    _, pieces, rows, left_out = find_characters(mask, mask.astype(np.float32))
+    assert len(pieces) == 3 and len(rows) == 1 and not left_out  # the dust is not a piece
     five, one = rows[0]
     assert len(five.labels) == 2 and five.bbox == (40, 60, 140, 120)
     assert one.bbox == (60, 200, 140, 210)

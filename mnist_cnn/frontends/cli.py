@@ -350,6 +350,7 @@ def _predict_arguments(sub: Any) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     import json
+    import shlex
 
     from mnist_cnn.errors import ImageError
     from mnist_cnn.reading.predictions import (
@@ -403,6 +404,10 @@ def _predict(args: argparse.Namespace) -> int:
             ranked = ", ".join(f"{d} ({p:.1%})" for d, p in result.top)
             print(f"{path}: {result.digit} ({result.probability:.1%})  top {args.top}: "
                   f"{ranked}")
+            if result.other_digits:
+                print(f"{PROG}: note: {path} looks like several digits, not one; to read "
+                      f"them as a number: {PROG} predict --number {shlex.quote(path)}",
+                      file=sys.stderr)
         else:
             each = ", ".join(f"{d.digit} {d.probability:.1%}" for d in digits)
             print(f"{path}: {result.text}  ({each})")

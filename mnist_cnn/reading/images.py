@@ -16,7 +16,7 @@ import numpy as np
 from mnist_cnn.errors import ImageError
 
 __all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "MIN_SIDE", "decode_image", "describe", "load_grey",
-           "preprocess_image"]
+           "preprocess_image", "read_digit"]
 
 #: Images above this many pixels are refused (a guard against decompression bombs).
 MAX_PIXELS = 50_000_000
@@ -188,7 +188,21 @@ def preprocess_image(src: Any) -> np.ndarray:
     >>> x.shape
     (28, 28)
     """
-    from mnist_cnn.reading.ink import find_ink
+    return read_digit(src)[0]
+
+
+def read_digit(src: Any) -> tuple[np.ndarray, int]:
+    """:func:`preprocess_image`'s 28x28 input, and how many other marks in the picture
+    look like digits too (:func:`mnist_cnn.reading.ink.other_digits`: a picture of a
+    number, to read with :func:`mnist_cnn.read_number`).
+
+    Raises
+    ------
+    ImageError
+        As :func:`preprocess_image`.
+    """
+    from mnist_cnn.reading.ink import find_digit
     from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
 
-    return mnist_format(crop_to_ink(find_ink(load_grey(src), describe(src))))
+    found = find_digit(load_grey(src), describe(src))
+    return mnist_format(crop_to_ink(found.ink)), found.others

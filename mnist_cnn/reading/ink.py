@@ -17,12 +17,14 @@ from mnist_cnn.reading.grouping import column_neighbours, groups
 
 __all__ = [
     "BLOB",
+    "FoundDigit",
     "InkMap",
     "Piece",
     "digit_ink",
     "estimate_background",
     "faint_ink",
     "faint_parts",
+    "find_digit",
     "find_ink",
     "find_lines",
     "ink_bright",
@@ -31,6 +33,7 @@ __all__ = [
     "ink_pieces",
     "map_ink",
     "noise_level",
+    "other_digits",
     "remove_background",
     "select_digit",
     "smooth_noise",
@@ -548,18 +551,96 @@ def digit_ink(page: InkMap, pixels: np.ndarray) -> np.ndarray:
         np.float32)
 
 
-def find_ink(grey: np.ndarray, name: str) -> np.ndarray:
-    """The digit's ink in [0, 1] (ink high, everything else 0), from a greyscale image:
-    :func:`map_ink`, :func:`select_digit`, :func:`faint_parts`, :func:`digit_ink`.
+def _one_column(a: Piece, b: Piece) -> bool:
+    """Whether two pieces overlap horizontally by half the narrower one (one over the
+    other: parts of one character)."""
+    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+    return overlap >= 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+
+
+def other_digits(mask: np.ndarray, ink: np.ndarray, digit: np.ndarray) -> int:
+    """How many marks beside the digit found look like digits too. Marks are taken two
+    ways: groups of pieces near each other (as in :func:`select_digit`), and characters
+    (pieces one over another, which parts digits written close); either way, one looks
+    like a digit when it lies inside the picture with at least a third of the ink of
+    the largest and between half and twice the digit's height. Several mean the
+    picture holds a number, not one digit (read whole by :func:`mnist_cnn.read_number`).
+    """
+    _, pieces = ink_pieces(mask, ink)
+    pieces = [p for p in pieces if not p.at_edge]
+    rows = np.flatnonzero(digit.any(axis=1))
+    if len(pieces) < 2 or not len(rows):
+        return 0
+    height = rows[-1] - rows[0] + 1
+    near = _grouped(pieces, gap=0.25 * height)
+    by_nearness = [[p for p, g in zip(pieces, near, strict=True) if g == group]
+                   for group in set(near)]
+    by_column = groups(pieces, column_neighbours([p.bbox for p in pieces]), _one_column)
+    found = 0
+    for marks in (by_nearness, by_column):
+        masses = [sum(p.mass for p in m) for m in marks]
+        tall = [max(p.bbox[2] for p in m) - min(p.bbox[0] for p in m) for m in marks]
+        alike = sum(mass >= max(masses) / 3 and 0.5 <= t / height <= 2
+                    for mass, t in zip(masses, tall, strict=True))
+        found = max(found, alike - 1)
+    return int(found)
+
+
+#: A photo of one digit with a side under this many pixels is enlarged to it...
+_SMALL = 96
+#: ...unless its noise is under a grey level: a clean drawing.
+_CLEAN = 1 / 255
+
+
+@dataclass(frozen=True)
+class FoundDigit:
+    """The digit found in a picture (:func:`find_digit`).
+
+    Attributes
+    ----------
+    ink : numpy.ndarray
+        Its ink in [0, 1] (ink high, everything else 0).
+    others : int
+        How many other marks in the picture look like digits (:func:`other_digits`).
+    """
+
+    ink: np.ndarray
+    others: int
+
+
+def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
+    """The digit of a greyscale image: :func:`map_ink`, :func:`select_digit`,
+    :func:`faint_parts`, :func:`digit_ink`; and how many other digits it holds.
 
     Raises
     ------
     ImageError
         If no ink stands out of the paper (a blank or almost uniform image).
     """
+    if min(grey.shape) < _SMALL and noise_level(grey) > _CLEAN:
+        # A small photo is enlarged first: the smoothing and the background's blocks
+        # are a pixel or more wide, too coarse for strokes a pixel or two wide in noise.
+        # A clean drawing (MNIST's own digits) needs none.
+        from scipy import ndimage
+
+        grey = np.clip(ndimage.zoom(grey, _SMALL / min(grey.shape), order=3), 0, 1)
     page = map_ink(grey, name)
     digit = select_digit(page.mask, page.seen)
     ink = digit_ink(page, digit)
     faint = faint_parts(page, digit)
     # Written lighter, the parts are brought to the strength of the rest, as in MNIST.
-    return np.maximum(ink, digit_ink(page, faint)) if faint.any() else ink
+    if faint.any():
+        ink = np.maximum(ink, digit_ink(page, faint))
+    return FoundDigit(ink, other_digits(page.mask, page.seen, digit | faint))
+
+
+def find_ink(grey: np.ndarray, name: str) -> np.ndarray:
+    """The digit's ink in [0, 1] (ink high, everything else 0), from a greyscale image
+    (:func:`find_digit`).
+
+    Raises
+    ------
+    ImageError
+        If no ink stands out of the paper (a blank or almost uniform image).
+    """
+    return find_digit(grey, name).ink

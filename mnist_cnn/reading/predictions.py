@@ -7,7 +7,7 @@ and classified by the model bundled with the package (or any weights file).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import numpy as np
 from mnist_cnn import defaults
 from mnist_cnn.errors import ImageError
 from mnist_cnn.nets.inference import predict_proba
-from mnist_cnn.reading.images import describe, preprocess_image
+from mnist_cnn.reading.images import describe, preprocess_image, read_digit
 from mnist_cnn.storage.files import atomic_write
 from mnist_cnn.storage.weights_file import WeightsLike
 
@@ -44,6 +44,9 @@ class Prediction:
     box : tuple of int or None
         Where the digit is in a number's picture, ``(top, left, bottom, right)``
         (:func:`mnist_cnn.read_number`); None for a single digit.
+    other_digits : int
+        For a picture read as one digit: how many other marks in it look like digits
+        too. Several mean a number, which :func:`mnist_cnn.read_number` reads whole.
     """
 
     source: str
@@ -53,6 +56,7 @@ class Prediction:
     image: np.ndarray = field(default_factory=lambda: np.zeros((28, 28), np.float32),
                               repr=False)
     box: tuple[int, int, int, int] | None = None
+    other_digits: int = 0
 
     @classmethod
     def of(cls, source: str, proba: np.ndarray, top: int, image: np.ndarray,
@@ -70,6 +74,8 @@ class Prediction:
             "top": [{"digit": d, "probability": p} for d, p in self.top]}
         if self.box is not None:
             record["box"] = list(self.box)
+        if self.other_digits:
+            record["other_digits"] = self.other_digits
         return record
 
     def save_input(self, path: str | os.PathLike, scale: int = 10) -> Path:
@@ -162,14 +168,17 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
                              f"{images.shape}")
         inputs = list(np.asarray(images, np.float32)[:, 0])
         names = [f"image {i}" for i in range(len(images))]
+        others = [0] * len(inputs)
     else:
         single = isinstance(images, (str, os.PathLike, np.ndarray, Image.Image))
         items = [images] if single else list(images)
         names = [describe(item) for item in items]
-        inputs = []
+        inputs, others = [], []
         for item in items:
             try:
-                inputs.append(preprocess_image(item))
+                image, count = read_digit(item)
+                inputs.append(image)
+                others.append(count)
             except ImageError as exc:
                 if errors == "raise":
                     raise
@@ -178,5 +187,7 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
     weights = weights if weights is not None else bundled_weights_path()
     batch = np.stack(good)[:, None] if good else np.zeros((0, 1, 28, 28), np.float32)
     proba = iter(predict_proba(weights, batch, device=device, engine=engine))
-    return [x if isinstance(x, Unreadable) else Prediction.of(name, next(proba), top, x)
+    counts = iter(others)
+    return [x if isinstance(x, Unreadable)
+            else replace(Prediction.of(name, next(proba), top, x), other_digits=next(counts))
             for name, x in zip(names, inputs, strict=True)]

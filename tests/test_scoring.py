@@ -1,0 +1,79 @@
+"""mnist_cnn.reading.scoring: the reader measured on labelled folders, and the
+development sets' thresholds (every misreading printed, so a regression fails CI with
+its pictures named)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_segmentation import written
+
+from mnist_cnn.reading.scoring import (
+    digits_matched,
+    read_labelled_numbers,
+    read_labelled_singles,
+    table_rows,
+)
+
+
+@pytest.mark.parametrize("read, label, right", [
+    ("1234", "1234", 4),
+    ("12 34", "1234", 4),  # rows split differently: the digits still count
+    ("12834", "1234", 3),  # a mark read as a digit costs one
+    ("124", "1234", 3),  # a digit missed costs one
+    ("1284", "1234", 3),  # a digit misread costs one
+    ("", "1234", 0),
+    ("99999999", "12", 0),  # never below 0
+])
+def test_digits_right_are_the_labels_less_the_edit_distance(read, label, right):
+    assert digits_matched(read, label) == right
+
+
+def test_a_labelled_folder_of_numbers_is_scored_per_kind(tmp_path):
+    for name, text in (("a.png", ["2024"]), ("b.png", ["86", "305"])):
+        Image.fromarray((written(text) * 255).astype(np.uint8)).save(tmp_path / name)
+    Image.new("L", (200, 100), 200).save(tmp_path / "blank.png")
+    (tmp_path / "labels.csv").write_text(
+        "path,label_string,kind\na.png,2024,drawn\nb.png,86 305,drawn\nblank.png,7,photo\n")
+    score = read_labelled_numbers(tmp_path)
+    assert score.exact() == (2, 3) and score.digits() == (9, 10)
+    assert score.exact("photo") == (0, 1)
+    blank = score.wrong()[0]
+    assert blank.read is None and "no ink" in blank.note
+    assert table_rows(score, numbers=True)[-1] == \
+        f"| {tmp_path.name} | **all** | 2/3 (66.7 %) | 9/10 (90.0 %) |"
+
+
+def _report(score) -> None:
+    for r in score.wrong():
+        print(f"misread: {r.path}: {r.label!r} as {r.read!r} {r.note}")
+    print("\n".join(table_rows(score, numbers=False)))
+
+
+@pytest.mark.slow
+def test_real_users_single_digits_are_read_at_least_97_5_percent_right(user_digits_dir,
+                                                                      user_digits_more_dir):
+    # The issue's goal is 99 %; the bundled model reads 288 of 294 (98.0 %): two closed
+    # 4s read as 9, an open-looped 9 as 7, a photographed 8 as 0, a 6 as 8, and a small
+    # dim photo of an 8 refused as "no ink found".
+    first = read_labelled_singles(user_digits_dir)
+    more = read_labelled_singles(user_digits_more_dir)
+    _report(first)
+    _report(more)
+    right = first.exact()[0] + more.exact()[0]
+    total = first.exact()[1] + more.exact()[1]
+    assert right / total >= 0.975
+
+
+@pytest.mark.slow
+def test_real_users_numbers_are_read_over_half_exactly_and_95_percent_of_digits(
+        user_numbers_dir):
+    # Measured with the bundled model: 13 of 23 exactly, 426 of 445 digits (95.7 %).
+    score = read_labelled_numbers(user_numbers_dir)
+    for r in score.wrong():
+        print(f"misread: {r.path}: {r.label!r} as {r.read!r} {r.note}")
+    print("\n".join(table_rows(score, numbers=True)))
+    exact, pictures = score.exact()
+    right, digits = score.digits()
+    assert exact / pictures >= 0.55 and right / digits >= 0.95
