@@ -9,9 +9,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_cnn.errors import ImageError
+from mnist_cnn.reading.images import load_grey
 from mnist_cnn.reading.ink import (
+    BLOB,
     digit_ink,
     faint_parts,
+    find_digit,
     find_ink,
     find_lines,
     ink_bright,
@@ -23,6 +26,8 @@ from mnist_cnn.reading.ink import (
     remove_background,
     select_digit,
     smooth_noise,
+    stroke_width,
+    thickest_parts,
 )
 
 
@@ -195,3 +200,58 @@ def test_a_blank_or_uniform_page_has_no_ink():
         map_ink(np.clip(rng.normal(0.8, 0.03, (300, 300)), 0, 1).astype(np.float32), "blank")
     with pytest.raises(ImageError, match="no ink found"):
         find_ink(np.full((50, 50), 0.5, np.float32), "flat")
+
+
+def test_a_patch_of_shadow_inside_the_page_is_not_a_stroke_and_is_no_piece():
+    mask = np.zeros((400, 400), bool)
+    mask[100:200, 95:105] = True  # a 1, 10 px strokes
+    mask[100:110, 150:220] = True  # a 7's bar
+    mask[100:200, 210:220] = True  # and its stem
+    mask[250:330, 280:360] = True  # a shadow's patch, 80 px thick, inside the page
+    labels, pieces = ink_pieces(mask, mask.astype(np.float32))
+    assert len(pieces) == 2 and (labels > 0)[290, 320]  # labelled, but not a piece
+    assert {labels[150, 100], labels[150, 215]} == {p.label for p in pieces}
+
+
+def test_the_strokes_width_is_the_thin_pieces_and_a_blot_is_over_blob_times_it():
+    mask = np.zeros((200, 300), bool)
+    mask[20:180, 40:48] = True  # 8 px strokes
+    mask[20:180, 100:108] = True
+    mask[60:140, 180:260] = True  # a blot
+    from skimage.measure import label
+
+    labels = label(mask)
+    _, pieces = ink_pieces(mask, mask.astype(np.float32))
+    thick = thickest_parts(labels, mask, pieces)
+    assert stroke_width(thick) == pytest.approx(8, abs=2)
+    assert len(pieces) == 2  # the blot is left out...
+    strokes = ink_pieces(mask[:, :150], mask[:, :150].astype(np.float32))[1]
+    assert len(strokes) == 2  # ...and two strokes alone both stay
+    assert BLOB * stroke_width(thick) < 80
+
+
+def test_a_grids_rows_and_columns_of_digits_are_not_ruled_lines(user_numbers_dir):
+    # A real filled-in form, 28 px a digit: its rows of digits and a column of 9s line up
+    # well enough to gather a line's votes, but leave gaps that a ruled line has not.
+    grey = load_grey(user_numbers_dir / "kvenkman__mnist_demo" / "images" / "filled3.jpg")
+    ink = smooth_noise(remove_background(ink_bright(grey)))
+    assert not find_lines(ink > ink_levels(ink)[0]).any()
+
+
+def test_a_small_dim_photo_of_a_digit_filling_it_is_found_not_refused():
+    rng = np.random.default_rng(3)
+    image, draw = page((28, 28), paper=0.75)
+    draw.ellipse([(8, 2), (19, 13)], outline=0.25, width=2)  # an 8, thin strokes
+    draw.ellipse([(7, 12), (20, 26)], outline=0.25, width=2)
+    grey = np.clip(array(image) + rng.normal(0, 0.03, (28, 28)), 0, 1).astype(np.float32)
+    found = find_digit(grey, "small")
+    assert found.ink.shape[0] > 28 and found.ink.max() == pytest.approx(1.0)
+    assert found.others == 0
+
+
+def test_two_digits_side_by_side_are_counted_as_others():
+    image, draw = page((200, 400))
+    draw.line([(100, 50), (100, 150)], fill=0.1, width=8)  # a 1...
+    draw.ellipse([(200, 50), (280, 150)], outline=0.1, width=8)  # ...and a 0
+    draw.ellipse([(330, 60), (336, 66)], fill=0.1)  # a dot is not a digit
+    assert find_digit(array(image), "10").others == 1

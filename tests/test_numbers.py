@@ -89,3 +89,18 @@ def test_predict_number_cli_prints_the_number_and_each_digits_probability(tmp_pa
     assert all(len(d["box"]) == 4 and len(d["top"]) == 3 for d in record["rows"][0])
     assert sorted(Path(p).name for p in record["preprocessed"]) == [
         f"year-{i}.png" for i in range(1, 5)]
+
+
+def test_a_page_stored_sideways_is_read_turned_and_its_marks_left_out_are_reported():
+    grey = written(["2046", "890"])
+    h, w = grey.shape
+    grey[h - 20:h - 15, 40:w - 40] = 0.1  # a line across under the rows
+    reading = read_number(np.rot90(grey).copy())
+    assert reading.text == "2046 890" and reading.turned in (90, 270)
+    upright = read_number(grey)
+    assert upright.turned == 0 and upright.text == "2046 890"
+    record = upright.to_dict()
+    assert record["turned"] == 0
+    assert [m["reason"].split(" (")[0] for m in record["left_out"]] == [
+        "a line across, not a digit"]
+    assert len(record["left_out"][0]["box"]) == 4

@@ -122,3 +122,38 @@ def test_a_part_with_no_ink_on_one_side_of_the_cut_is_an_empty_sliver():
     wider = Character(seven.labels, (top, left - 30, bottom, right))  # ink starts at left
     empty, rest = split(page, wider, left - 10)
     assert empty.height == 1 and rest.bbox[0] == top and rest.bbox[2] == bottom
+
+
+def test_an_underline_and_a_mark_at_the_border_are_left_out_with_a_reason():
+    grey = np.vstack([written(["457"]), np.full((300, 360), 225 / 255, np.float32)])
+    h, w = grey.shape
+    grey[210:216, 40:w - 60] = 0.1  # an underline
+    rng = np.random.default_rng(0)
+    for row in range(200, h):  # a ragged dark band along the left edge, 3 digits tall
+        grey[row, :int(rng.integers(4, 9))] = 0.15
+    page = read_page(grey, "underlined")
+    assert [len(row) for row in page.rows] == [3]
+    reasons = sorted(why.split(",")[0] for _, why in page.left_out)
+    assert reasons == ["a line across", "at the picture's border"]
+
+
+def test_digits_of_a_grids_rows_touching_are_cut_between_the_rows():
+    mask = np.zeros((160, 400), bool)
+    for top in (20, 90):  # two rows of five strokes, 40 px tall
+        for left in range(40, 340, 60):
+            mask[top:top + 40, left:left + 8] = True
+            mask[top:top + 6, left:left + 20] = True
+    mask[60:90, 100:108] = True  # the second column's digits touch across the rows
+    _, _, rows, _ = find_characters(mask, mask.astype(np.float32))
+    assert [len(row) for row in rows] == [5, 5]
+    assert all(c.height <= 60 for row in rows for c in row)  # not 110: cut
+
+
+def test_a_tall_digit_alone_in_its_row_is_not_cut():
+    mask = np.zeros((200, 400), bool)
+    for left in range(40, 340, 60):  # one row of strokes 40 px tall...
+        mask[40:80, left:left + 8] = True
+    mask[40:150, 100:108] = False
+    mask[40:150, 160:168] = True  # ...one with a long tail (a 9's), crossing no other row
+    _, _, rows, _ = find_characters(mask, mask.astype(np.float32))
+    assert len(rows) == 1 and max(c.height for c in rows[0]) == 110

@@ -27,7 +27,6 @@ from mnist_cnn.reading.segmentation import (
     cut_candidates,
     piece_splits,
     read_page,
-    rows_of,
     split,
 )
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
@@ -39,8 +38,8 @@ _DEPTH = 3
 #: A parting's score is scaled by how likely a character this wide (in row heights) is
 #: to be more than one digit: not at all up to ``_ONE_WIDE``, surely from ``_TWO_WIDE``.
 _ONE_WIDE, _TWO_WIDE = 0.5, 1.0
-#: A page whose characters' median height over width is under this is tried turned.
-_SIDEWAYS = 0.8
+#: A page whose pieces' median height over width is under this is tried turned.
+_SIDEWAYS = 0.95
 
 
 def _parting_prior(width: float, height: float) -> float:
@@ -84,7 +83,8 @@ class NumberReading:
         Marks that were not read as digits, and why (an underline, dust, a page's edge).
     turned : int
         Degrees counter-clockwise the picture was turned to read it: 0, or 90 or 270
-        for a page stored sideways (its characters wider than tall).
+        for a page stored sideways (its pieces of ink wider than tall, and the network
+        surer of the digits turned).
     """
 
     source: str
@@ -193,17 +193,11 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
 
 
 def _sideways(page: Page) -> bool:
-    """Whether the page may be stored sideways: its characters fall into fewer rows
-    when read top to bottom than left to right (:func:`~mnist_cnn.reading.segmentation.rows_of`
-    on the page turned), or most of them are wider than tall (a digit is taller than
-    wide)."""
-    characters = [c for row in page.rows for c in row]
-    if len(characters) < 2:
-        return False
-    turned = [Character(c.labels, (c.bbox[1], c.bbox[0], c.bbox[3], c.bbox[2]))
-              for c in characters]
-    return (len(rows_of(turned)) < len(page.rows)
-            or float(np.median([c.height / c.width for c in characters])) < _SIDEWAYS)
+    """Whether the page may be stored sideways: most of its pieces of ink are wider
+    than tall (a digit is taller than wide; a bar or a dash is a few of them)."""
+    pieces = list(page.pieces.values())
+    return len(pieces) >= 2 and float(np.median(
+        [(p.bbox[2] - p.bbox[0]) / (p.bbox[3] - p.bbox[1]) for p in pieces])) < _SIDEWAYS
 
 
 def _sureness(rows: list[list[Prediction]]) -> float:

@@ -36,7 +36,7 @@ from mnist_cnn.reading.ink import (
 from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
 
 __all__ = ["MAX_CHARACTERS", "MAX_PIECES", "PART", "Character", "Page", "character_image",
-           "cut_candidates", "find_characters", "piece_splits", "read_page", "rows_of", "split"]
+           "cut_candidates", "find_characters", "piece_splits", "read_page", "split"]
 
 #: A page with more separate pieces of ink than this is refused before they are grouped
 #: (specks, a texture, a photo of something else); a number, even a filled-in grid of
@@ -131,7 +131,7 @@ def _character(group: list[Piece]) -> Character:
                       max(p.bbox[2] for p in group), max(p.bbox[3] for p in group)))
 
 
-def rows_of(characters: list[Character]) -> list[list[Character]]:
+def _rows(characters: list[Character]) -> list[list[Character]]:
     """Characters in rows: each joins the row whose height band holds its middle."""
     rows: list[list[Character]] = []
     for c in sorted(characters, key=lambda c: -c.height):  # tall ones set the bands
@@ -195,17 +195,18 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     left_out += lines
     characters = _rows_parted(characters, labels)
     rows = []
-    for row in rows_of(characters):
+    for row in _rows(characters):
         row, dust = _with_small_parts_joined(row)
         rows.append(row)
         left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
     return labels, pieces, rows, left_out
 
 
-def _sides(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> int:
-    """How many of the picture's sides a box touches."""
+def _in_a_corner(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> bool:
+    """Whether a box touches two adjacent sides of the picture (top and bottom together
+    are a tight crop, not a corner)."""
     top, left, bottom, right = bbox
-    return (top == 0) + (left == 0) + (bottom == shape[0]) + (right == shape[1])
+    return (top == 0 or bottom == shape[0]) and (left == 0 or right == shape[1])
 
 
 def _characters(pieces: list[Piece]) -> list[Character]:
@@ -217,8 +218,8 @@ def _at_border(pieces: list[Piece], shape: tuple[int, ...]
                ) -> tuple[list[Piece], list[tuple[Character, str]]]:
     """The pieces to read, and those at the picture's border left out with the reason.
 
-    When some ink lies inside the picture, a piece at its border is kept only if shaped
-    like the digits inside: touching one side, and between half and twice their height.
+    When some ink lies inside the picture, a piece at its border is kept only if sized
+    like the digits inside (between half and twice their height) and not in a corner.
     The others are a page's edge, the table beside it, a shadow's edge, a mark cut off.
     """
     inside = [p for p in pieces if not p.at_edge]
@@ -230,7 +231,7 @@ def _at_border(pieces: list[Piece], shape: tuple[int, ...]
         if not p.at_edge:
             continue
         tall = (p.bbox[2] - p.bbox[0]) / height
-        if _sides(p.bbox, shape) == 1 and PART <= tall <= 2:
+        if PART <= tall <= 2 and not _in_a_corner(p.bbox, shape):
             kept.append(p)
         else:
             left_out.append((_character([p]), "at the picture's border, unlike the digits "
@@ -266,7 +267,7 @@ def _rows_parted(characters: list[Character], labels: np.ndarray) -> list[Charac
     height = float(np.median([c.height for c in characters]))
     regular = [c for c in characters if c.height < _TWO_HIGH * height]
     bands = [(float(np.median([c.bbox[0] for c in row])),
-              float(np.median([c.bbox[2] for c in row]))) for row in rows_of(regular)]
+              float(np.median([c.bbox[2] for c in row]))) for row in _rows(regular)]
     found = list(regular)
     for c in characters:
         if c.height >= _TWO_HIGH * height:
@@ -279,15 +280,18 @@ def _stacked_digits(character: Character, bands: list[tuple[float, float]],
                     labels: np.ndarray) -> list[Character]:
     """A character cut between rows (``(top, bottom)`` bands, top to bottom), each cut
     at the row of pixels where its ink is thinnest between one band's middle and the
-    next one's."""
+    next one's (of equally thin ones, the one midway)."""
     from scipy import ndimage
 
     top, left, bottom, right = character.bbox
     pixels = np.isin(labels[top:bottom, left:right], character.labels)
     thickness = ndimage.uniform_filter1d(pixels.sum(axis=1).astype(float), 3)
     middles = [int((t + b) / 2) - top for t, b in bands]
-    cuts = [0] + [lo + int(np.argmin(thickness[lo:hi]))
-                  for lo, hi in pairwise(middles)] + [bottom - top]
+    cuts = [0]
+    for lo, hi in pairwise(middles):
+        thinnest = lo + np.flatnonzero(thickness[lo:hi] == thickness[lo:hi].min())
+        cuts.append(int(thinnest[np.argmin(np.abs(thinnest - (lo + hi) / 2))]))
+    cuts.append(bottom - top)
     parts = []
     for start, stop in pairwise(cuts):
         cols = np.flatnonzero(pixels[start:stop].any(axis=0))
