@@ -54,6 +54,7 @@ _LAZY = {
     "predict": "reading.predictions",
     "Prediction": "reading.predictions",
     "Unreadable": "reading.predictions",
+    "bundled_models": "reading.predictions",
     "bundled_weights_path": "reading.predictions",
     "read_number": "reading.numbers",
     "NumberReading": "reading.numbers",

@@ -15,8 +15,14 @@ from PIL import Image
 from test_segmentation import written
 
 from mnist_cnn import evaluate, load_weights
+from mnist_cnn.nets.inference import ensemble_proba, predict_proba
 from mnist_cnn.reading.images import preprocess_image
-from mnist_cnn.reading.predictions import Prediction, bundled_weights_path, predict
+from mnist_cnn.reading.predictions import (
+    Prediction,
+    bundled_models,
+    bundled_weights_path,
+    predict,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +32,31 @@ def test_bundled_weights_load_and_have_a_sidecar():
     assert weights[0].shape == (32, 1, 5, 5)
     meta = json.loads(bundled_weights_path().with_suffix(".json").read_text())
     assert meta["model"] == "cnn" and meta["epochs"] == 50
+
+
+def test_the_bundled_ensemble_is_three_seeds_of_one_recipe_each_with_its_sidecar():
+    paths = bundled_models()
+    assert paths[0] == bundled_weights_path() and len(paths) == 3
+    settings = []
+    for path in paths:
+        assert load_weights(path)[0].shape == (32, 1, 5, 5)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        settings.append({k: meta["hyperparameters"][k] for k in (
+            "model", "num_epochs", "batch_size", "learning_rate", "recipe", "augment",
+            "schedule", "seed")})
+    assert [s.pop("seed") for s in settings] == [0, 1, 2]
+    assert settings[0] == settings[1] == settings[2]
+
+
+def test_predict_without_weights_averages_the_bundled_models(tmp_path):
+    Image.fromarray(drawn_seven()).save(tmp_path / "seven.png")
+    x = preprocess_image(tmp_path / "seven.png")[None, None]
+    each = [predict_proba(path, x)[0] for path in bundled_models()]
+    averaged = predict(x)[0]
+    assert averaged.probability == pytest.approx(float(np.mean(each, axis=0)[7]), abs=1e-6)
+    single = predict(x, bundled_weights_path())[0]
+    assert single.probability == pytest.approx(float(each[0][7]), abs=1e-6)
+    assert ensemble_proba(bundled_models(), x).sum() == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.mnist

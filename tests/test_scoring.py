@@ -54,9 +54,8 @@ def _report(score) -> None:
 @pytest.mark.slow
 def test_real_users_single_digits_are_read_at_least_97_5_percent_right(user_digits_dir,
                                                                       user_digits_more_dir):
-    # The goal is 99 %; the bundled model reads 288 of 294 (98.0 %): two closed
-    # 4s read as 9, an open-looped 9 as 7, a photographed 8 as 0, a 6 as 8, and a small
-    # dim photo of an 8 refused as "no ink found".
+    # The goal is 99 %; the bundled models read 289 of 294 (98.3 %): a closed 4
+    # read as 9, an open-looped 9 as 7 (a 7 to a person too), 8 as 0, 9 as 8, 6 as 8.
     first = read_labelled_singles(user_digits_dir)
     more = read_labelled_singles(user_digits_more_dir)
     _report(first)
@@ -69,11 +68,11 @@ def test_real_users_single_digits_are_read_at_least_97_5_percent_right(user_digi
 @pytest.mark.slow
 def test_real_users_numbers_are_read_over_half_exactly_and_95_percent_of_digits(
         user_numbers_dir):
-    # Measured with the bundled model: 13 of 23 exactly, 426 of 445 digits (95.7 %).
+    # Measured with the bundled models: 15 of 23 exactly, 428 of 445 digits (96.2 %).
     score = read_labelled_numbers(user_numbers_dir)
     for r in score.wrong():
         print(f"misread: {r.path}: {r.label!r} as {r.read!r} {r.note}")
     print("\n".join(table_rows(score, numbers=True)))
     exact, pictures = score.exact()
     right, digits = score.digits()
-    assert exact / pictures >= 0.55 and right / digits >= 0.95
+    assert exact / pictures >= 0.6 and right / digits >= 0.95

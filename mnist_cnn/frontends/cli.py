@@ -335,8 +335,8 @@ def _predict_arguments(sub: Any) -> None:
     p.add_argument("images", nargs="+", metavar="FILE|DIR|GLOB",
                    help="image files, folders of images, or glob patterns")
     p.add_argument("--weights", metavar="FILE", type=_path,
-                   help="a model.npz (ours or the original tutorial's) (default: the model "
-                        "bundled with the package)")
+                   help="a model.npz (ours or the original tutorial's) (default: the three "
+                        "models bundled with the package, their probabilities averaged)")
     p.add_argument("--top", type=_whole(1, 10), default=defaults.TOP, metavar="K",
                    help=f"list the K most probable digits, 1 to 10 (default: {defaults.TOP})")
     p.add_argument("--number", action="store_true",
@@ -353,18 +353,13 @@ def _predict(args: argparse.Namespace) -> int:
     import shlex
 
     from mnist_cnn.errors import ImageError
-    from mnist_cnn.reading.predictions import (
-        Prediction,
-        Unreadable,
-        bundled_weights_path,
-        predict,
-    )
+    from mnist_cnn.reading.predictions import Prediction, Unreadable, predict
     from mnist_cnn.storage.weights_file import load_weights
 
     if args.save_preprocessed:
         _output_folder(args.save_preprocessed, "--save-preprocessed")
-    weights = load_weights(args.weights if args.weights is not None
-                           else bundled_weights_path())
+    # Without --weights, the bundled models (read by predict and read_number).
+    weights = load_weights(args.weights) if args.weights is not None else None
     found = _expand_images(args.images)
     usable = [path for path, problem in found if problem is None]
     if args.number:

@@ -7,6 +7,8 @@ is checked and its network recognised), the engine is chosen by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mnist_cnn import defaults
@@ -16,7 +18,7 @@ from mnist_cnn.nets.spec import Network
 from mnist_cnn.results import Evaluation
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
 
-__all__ = ["evaluate", "predict_proba"]
+__all__ = ["ensemble_proba", "evaluate", "predict_proba"]
 
 
 def _inputs(X: np.ndarray) -> np.ndarray:
@@ -61,6 +63,30 @@ def predict_proba(weights: WeightsLike, X: np.ndarray, model: Network | str | No
     X = _inputs(X)
     name = engines.choose(engine, device, len(X))
     return engines.get(name).predict_proba(weights, X, device, batch_size)
+
+
+def ensemble_proba(models: Sequence[WeightsLike], X: np.ndarray,
+                   device: str = defaults.DEVICE,
+                   engine: str = defaults.INFERENCE_ENGINE) -> np.ndarray:
+    """The mean of several models' class probabilities (:func:`predict_proba` of each):
+    networks trained alike from other seeds err on fewer of the same images.
+
+    Parameters
+    ----------
+    models : sequence of Weights, list of numpy.ndarray or path
+        One or more models.
+    X, device, engine
+        As for :func:`predict_proba`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of shape (N, 10); each row sums to 1.
+    """
+    if not models:
+        raise MnistCnnError("an ensemble needs at least one model")
+    return np.mean([predict_proba(m, X, device=device, engine=engine) for m in models],
+                   axis=0, dtype=np.float64).astype(np.float32)
 
 
 def evaluate(weights: WeightsLike, X: np.ndarray, y: np.ndarray,

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from mnist_cnn import defaults
-from mnist_cnn.nets.inference import predict_proba
+from mnist_cnn.nets.inference import ensemble_proba
 from mnist_cnn.reading.images import describe, load_grey
-from mnist_cnn.reading.predictions import Prediction, bundled_weights_path
+from mnist_cnn.reading.predictions import Prediction, bundled_models
 from mnist_cnn.reading.segmentation import (
     PART,
     Character,
@@ -150,7 +150,8 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
     src : path, PIL.Image.Image or numpy.ndarray
         The picture, as for :func:`mnist_cnn.predict`.
     weights : Weights, list of numpy.ndarray or path, optional
-        Default: the model bundled with the package.
+        Default: the three models bundled with the package, their probabilities
+        averaged (:func:`mnist_cnn.reading.predictions.bundled_models`).
     top : int
         How many digits to list in each digit's ``top`` (1 to 10).
     device, engine : str
@@ -176,10 +177,10 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
     name = describe(src)
     grey = load_grey(src)
     page = read_page(grey, name)
-    net = as_weights(weights if weights is not None else bundled_weights_path())
+    models = [as_weights(w) for w in ([weights] if weights is not None else bundled_models())]
 
     def classify(images: list[np.ndarray]) -> np.ndarray:
-        return predict_proba(net, np.stack(images)[:, None], device=device, engine=engine)
+        return ensemble_proba(models, np.stack(images)[:, None], device=device, engine=engine)
 
     best = 0, _read_rows(page, name, classify, top)
     if _sideways(page):

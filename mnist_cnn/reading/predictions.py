@@ -16,13 +16,13 @@ import numpy as np
 
 from mnist_cnn import defaults
 from mnist_cnn.errors import ImageError
-from mnist_cnn.nets.inference import predict_proba
+from mnist_cnn.nets.inference import ensemble_proba
 from mnist_cnn.reading.images import describe, preprocess_image, read_digit
 from mnist_cnn.storage.files import atomic_write
 from mnist_cnn.storage.weights_file import WeightsLike
 
-__all__ = ["ImageError", "Prediction", "Unreadable", "bundled_weights_path", "predict",
-           "preprocess_image"]
+__all__ = ["ImageError", "Prediction", "Unreadable", "bundled_models", "bundled_weights_path",
+           "predict", "preprocess_image"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,19 @@ class Unreadable:
 
 
 def bundled_weights_path() -> Path:
-    """The model shipped with the package (trained by this project; see its sidecar)."""
+    """The model shipped with the package (trained by this project; see its sidecar):
+    seed 0 of :func:`bundled_models`, the one :func:`mnist_cnn.adapt` and the drawing
+    page start from."""
     return Path(str(resources.files("mnist_cnn") / "bundled" / "cnn-50epochs.npz"))
+
+
+def bundled_models() -> list[Path]:
+    """The three models shipped with the package, trained alike from seeds 0, 1 and 2
+    (see their sidecars); :func:`predict` and :func:`mnist_cnn.read_number` average
+    their probabilities unless given weights."""
+    folder = bundled_weights_path().parent
+    return [bundled_weights_path()] + [folder / f"cnn-50epochs-seed{seed}.npz"
+                                       for seed in (1, 2)]
 
 
 def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults.TOP,
@@ -127,7 +138,8 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
         Each is preprocessed with :func:`~mnist_cnn.reading.images.preprocess_image`; an array
         of shape (N, 1, 28, 28) is taken as network inputs already (like ``X_test``).
     weights : Weights, list of numpy.ndarray or path, optional
-        Default: the model bundled with the package (:func:`bundled_weights_path`).
+        Default: the three models bundled with the package, their probabilities
+        averaged (:func:`bundled_models`).
     top : int
         How many digits to list in ``Prediction.top`` (1 to 10).
     device : str
@@ -184,9 +196,9 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
                     raise
                 inputs.append(Unreadable(describe(item), " ".join(str(exc).split())))
     good = [x for x in inputs if not isinstance(x, Unreadable)]
-    weights = weights if weights is not None else bundled_weights_path()
+    models = [weights] if weights is not None else bundled_models()
     batch = np.stack(good)[:, None] if good else np.zeros((0, 1, 28, 28), np.float32)
-    proba = iter(predict_proba(weights, batch, device=device, engine=engine))
+    proba = iter(ensemble_proba(models, batch, device=device, engine=engine))
     counts = iter(others)
     return [x if isinstance(x, Unreadable)
             else replace(Prediction.of(name, next(proba), top, x), other_digits=next(counts))
