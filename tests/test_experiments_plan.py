@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mnist_cnn.experiments.plan import BLOG, ExperimentsError, experiments
@@ -14,6 +16,18 @@ def test_the_blog_set_holds_both_claims_with_their_seeds():
     fifty = [e for e in BLOG if e.settings.get("num_epochs") == 50]
     assert {e.settings.get("augment", False) for e in fifty} == {False, True}
     assert all(e.claim == 0.996 and len(e.seeds) == 3 for e in fifty)
+
+
+def test_the_bundled_set_is_the_settings_each_bundled_models_sidecar_records():
+    from mnist_cnn.reading.predictions import bundled_models
+
+    runs = [e.run_settings(seed) for e in experiments("bundled") for seed in e.seeds]
+    assert [r.seed for r in runs] == [0, 1, 2]
+    for run, path in zip(runs, bundled_models(), strict=True):
+        recorded = json.loads(path.with_suffix(".json").read_text())["hyperparameters"]
+        assert run.num_epochs == recorded["num_epochs"] == 50 and run.augment
+        assert run.schedule == recorded["schedule"] and run.seed == recorded["seed"]
+        assert run.shards == recorded.get("shards", 1)  # seed 0's sidecar predates it
 
 
 def test_a_toml_file_gives_its_experiments_with_default_and_own_seeds(tmp_path):

@@ -1,7 +1,8 @@
 """What a sweep runs: experiments (``train`` settings each) over a range of seeds.
 
-The built-in set :data:`BLOG` holds the blog's two claims; a file of the user's own is
-TOML, read with the standard library (``tomllib``)::
+The built-in set :data:`BLOG` holds the blog's two claims, :data:`BUNDLED` the
+package's three models; a file of the user's own is TOML, read with the standard
+library (``tomllib``)::
 
     seeds = 5                        # for every experiment (default 3): seeds 0 to 4
 
@@ -30,7 +31,7 @@ from typing import Any
 from mnist_cnn.errors import MnistCnnError, TrainingError
 from mnist_cnn.training.settings import Settings
 
-__all__ = ["BLOG", "SETS", "Experiment", "ExperimentsError", "experiments",
+__all__ = ["BLOG", "BUNDLED", "SETS", "Experiment", "ExperimentsError", "experiments",
            "read_experiments"]
 
 #: Settings a sweep decides itself: the seed is the sweep's, where and how fast a run
@@ -99,8 +100,16 @@ BLOG = (
                {"num_epochs": 50, "schedule": "cosine", "augment": True},
                tuple(range(3)), 0.996, "the blog: 99.6 % after 50 epochs"),
 )
+#: The three models bundled with the package (``mnist_cnn/bundled``): the recipe of the
+#: last experiment above, seed 0 with its batches whole (``--shards 1``, as it was
+#: trained), seeds 1 and 2 in two shards (the default where they were trained).
+_BUNDLED = {"num_epochs": 50, "schedule": "cosine", "augment": True}
+BUNDLED = (
+    Experiment("bundled, seed 0", {**_BUNDLED, "shards": 1}, (0,)),
+    Experiment("bundled, seeds 1 and 2", {**_BUNDLED, "shards": 2}, (1, 2)),
+)
 #: The built-in sets, by name.
-SETS = {"blog": BLOG}
+SETS = {"blog": BLOG, "bundled": BUNDLED}
 
 
 def experiments(which: str | os.PathLike | list[Experiment] | tuple[Experiment, ...],

@@ -605,8 +605,8 @@ def _reproduce_arguments(sub: Any) -> None:
                "batch_size, augment, schedule, ...). See docs/reproduce.md.")
     p.add_argument("experiments", nargs="?", default="blog", metavar="SET_OR_FILE",
                    help="'blog' (98.85 %% after 5 epochs, 10 seeds; 99.6 %% after 50, "
-                        "with and without --augment, 3 seeds each) or a .toml file "
-                        "(default: blog)")
+                        "with and without --augment, 3 seeds each), 'bundled' (the three "
+                        "models bundled with the package) or a .toml file (default: blog)")
     p.add_argument("--out", type=_path, metavar="DIR",
                    help=f"the sweep's folder (default: {defaults.SWEEPS_DIR}/NAME)")
     p.add_argument("--seeds", type=_whole(1, 10_000), metavar="N",
