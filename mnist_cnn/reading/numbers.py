@@ -64,6 +64,7 @@ class LeftOut:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
+        """Its JSON-ready record in ``predict --number --json``."""
         return {"box": list(self.box), "reason": self.reason}
 
 
@@ -182,15 +183,16 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
     def classify(images: list[np.ndarray]) -> np.ndarray:
         return ensemble_proba(models, np.stack(images)[:, None], device=device, engine=engine)
 
-    best = 0, _read_rows(page, name, classify, top)
+    turned, rows = 0, _read_rows(page, name, classify, top)
     if _sideways(page):
         # Turned both ways, the reading the network is surest of (per digit) wins.
         for turn in (90, 270):
-            rows = _read_rows(read_page(np.rot90(grey, turn // 90), name), name, classify, top)
-            if _sureness(rows) > _sureness(best[1]):
-                best = turn, rows
-    left_out = [LeftOut(c.bbox, why) for c, why in page.left_out] if best[0] == 0 else []
-    return NumberReading(name, best[1], left_out, best[0])
+            other = read_page(np.rot90(grey, turn // 90), name)
+            other_rows = _read_rows(other, name, classify, top)
+            if _sureness(other_rows) > _sureness(rows):
+                turned, page, rows = turn, other, other_rows
+    return NumberReading(name, rows, [LeftOut(c.bbox, why) for c, why in page.left_out],
+                         turned)
 
 
 def _sideways(page: Page) -> bool:
@@ -208,6 +210,7 @@ def _sureness(rows: list[list[Prediction]]) -> float:
 
 
 def _read_rows(page: Page, name: str, classify, top: int) -> list[list[Prediction]]:
+    """Each row's digits, characters parted where the network is surer (:func:`_read`)."""
     rows = []
     for r, row in enumerate(page.rows):
         height = page.row_height(r)

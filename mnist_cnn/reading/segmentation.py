@@ -5,9 +5,13 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
 
 * the page's ink is found as for one digit (:func:`mnist_cnn.reading.ink.map_ink`), and its
   pieces (:func:`mnist_cnn.reading.ink.ink_pieces`);
-* pieces stacked over each other are one character (:func:`find_characters`);
+* pieces at the picture's border unlike the digits inside (a page's edge, a shadow's
+  edge) are left out, and so are lines across (an underline, a dash);
+* pieces stacked over each other are one character (:func:`find_characters`); one as
+  tall as two or more rows of the others is cut between them (a grid's touching rows);
 * characters that share a height band form a row; rows read top to bottom, characters
-  left to right; dots and dust far smaller than the digits are left out;
+  left to right; dots and dust far smaller than the digits are left out; what is left
+  out is kept with the reason (:attr:`Page.left_out`);
 * a character may be two or more digits: written close, with a stroke over the other
   (:func:`piece_splits` parts its pieces), or touching (:func:`cut_candidates` lists
   the columns where its ink is thinnest, :func:`split` parts it there).
@@ -191,7 +195,7 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     if len(characters) > MAX_CHARACTERS:
         raise ImageError(f"{name}: {len(characters):,} characters, more than a written "
                          f"number has (at most {MAX_CHARACTERS} are read); {advice}")
-    characters, lines = _lines_across(characters, labels)
+    characters, lines = _flat_lines(characters, labels)
     left_out += lines
     characters = _rows_parted(characters, labels)
     rows = []
@@ -239,7 +243,7 @@ def _at_border(pieces: list[Piece], shape: tuple[int, ...]
     return kept, left_out
 
 
-def _lines_across(characters: list[Character], labels: np.ndarray
+def _flat_lines(characters: list[Character], labels: np.ndarray
                   ) -> tuple[list[Character], list[tuple[Character, str]]]:
     """The characters that are not lines across, and those that are, with the reason:
     at least three times as wide as tall, and no taller than :data:`_FLAT` times their
