@@ -1,9 +1,11 @@
 """Find the ink on a page: a digit's strokes against the paper's own statistics.
 
 A photo or scan of a digit is dark ink on light paper, unevenly lit, often with a
-shadow, ruled or squared lines, dust, and the digit small somewhere in it. Each step
-here is public; :func:`find_ink` runs them in order, and :func:`map_ink` stops before
-choosing a digit (for :mod:`mnist_cnn.reading.segmentation`, which reads a whole number).
+shadow, ruled or squared lines, dust, and the digit small somewhere in it. Ink is
+strokes: thin against the paper at the scale of the page's stroke width, where a shadow's
+patch is thick (:func:`thickest_parts`, :func:`stroke_width`). Each step here is public;
+:func:`find_digit` runs them in order, and :func:`map_ink` stops before choosing a digit
+(for :mod:`mnist_cnn.reading.segmentation`, which reads a whole number).
 """
 
 from __future__ import annotations
@@ -376,10 +378,12 @@ class Piece:
 def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
     """The connected pieces of ink that may belong to digits.
 
-    Specks (pieces with under 2 % of the largest piece's ink) are dropped. When some
-    ink lies inside the picture, what comes in from its edge is suspect (a shadow, the
-    table beside a page): such pieces are dropped when over twice as thick as the
-    strokes inside (:func:`skimage.measure.regionprops` measures them).
+    Specks (pieces with under 2 % of the largest piece's ink) are dropped, and so are
+    pieces that are not strokes: thicker than :data:`BLOB` times the page's stroke
+    width (:func:`stroke_width`; a shadow's patch, a blot). When some ink lies inside
+    the picture, what comes in from its edge is suspect (a shadow, the table beside a
+    page): such pieces are dropped when over twice as thick as the strokes inside
+    (:func:`skimage.measure.regionprops` measures them).
 
     Parameters
     ----------
