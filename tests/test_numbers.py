@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from photolike import compose_number
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from test_segmentation import written
 
 from mnist_cnn import NumberReading, read_number
@@ -51,11 +51,11 @@ def dev_inks(user_digits) -> list[tuple[np.ndarray, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gap, at_least", [
-    # Measured with the bundled model: 87, 83 and 49 of 100. Most misreadings are of one
+    # Measured with the bundled models: 90, 84 and 51 of 100. Most misreadings are of one
     # digit that is misread alone too (a "9" with an open loop reads as 7).
     ((0.15, 0.6), 0.8),  # written apart
     ((0.0, 0.15), 0.75),  # close
-    ((-0.08, 0.0), 0.42),  # overlapping and touching
+    ((-0.08, 0.0), 0.45),  # overlapping and touching
 ], ids=["apart", "close", "touching"])
 def test_numbers_composed_of_real_users_digits_are_read_exactly(dev_inks, gap, at_least):
     rng = np.random.default_rng(int(gap[0] * 100) + 10)
@@ -104,3 +104,13 @@ def test_a_page_stored_sideways_is_read_turned_and_its_marks_left_out_are_report
     assert [m["reason"].split(" (")[0] for m in record["left_out"]] == [
         "a line across, not a digit"]
     assert len(record["left_out"][0]["box"]) == 4
+
+
+def test_a_digit_written_over_another_is_read_as_two():
+    font = ImageFont.load_default(size=90)
+    image = Image.new("L", (200, 300), 225)
+    draw = ImageDraw.Draw(image)
+    draw.text((60, 20), "5", fill=30, font=font)
+    draw.text((60, 92), "6", fill=30, font=font)  # just below: one character
+    grey = np.asarray(image, np.float32) / 255
+    assert read_number(grey).text.replace(" ", "") == "56"

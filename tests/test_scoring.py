@@ -66,13 +66,14 @@ def test_real_users_single_digits_are_read_at_least_97_5_percent_right(user_digi
 
 
 @pytest.mark.slow
-def test_real_users_numbers_are_read_over_half_exactly_and_95_percent_of_digits(
+def test_real_users_numbers_are_read_65_percent_exactly_and_96_percent_of_digits(
         user_numbers_dir):
-    # Measured with the bundled models: 15 of 23 exactly, 428 of 445 digits (96.2 %).
+    # The goals are 70 % and 98 %; the bundled models read 16 of 23 exactly
+    # (69.6 %) and 430 of 445 digits (96.6 %).
     score = read_labelled_numbers(user_numbers_dir)
     for r in score.wrong():
         print(f"misread: {r.path}: {r.label!r} as {r.read!r} {r.note}")
     print("\n".join(table_rows(score, numbers=True)))
     exact, pictures = score.exact()
     right, digits = score.digits()
-    assert exact / pictures >= 0.6 and right / digits >= 0.95
+    assert exact / pictures >= 0.65 and right / digits >= 0.96

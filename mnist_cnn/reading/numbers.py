@@ -28,6 +28,7 @@ from mnist_cnn.reading.segmentation import (
     piece_splits,
     read_page,
     split,
+    stack_splits,
 )
 from mnist_cnn.storage.weights_file import WeightsLike, as_weights
 
@@ -38,6 +39,9 @@ _DEPTH = 3
 #: A parting's score is scaled by how likely a character this wide (in row heights) is
 #: to be more than one digit: not at all up to ``_ONE_WIDE``, surely from ``_TWO_WIDE``.
 _ONE_WIDE, _TWO_WIDE = 0.5, 1.0
+#: A stacking's score is scaled by how likely a character this tall (height over width)
+#: is to be two digits one over another.
+_ONE_HIGH, _TWO_HIGH = 1.5, 2.2
 #: A page whose pieces' median height over width is under this is tried turned.
 _SIDEWAYS = 0.95
 
@@ -117,6 +121,14 @@ class NumberReading:
                 "left_out": [m.to_dict() for m in self.left_out]}
 
 
+def _stacking_prior(height: float, width: float) -> float:
+    """How plausible it is that a character ``height`` tall and ``width`` wide is two
+    digits one over another: not at all up to :data:`_ONE_HIGH` times as tall as wide
+    (a digit, a 5 with its bar apart), surely from :data:`_TWO_HIGH`."""
+    return float(np.clip((height / max(width, 1) - _ONE_HIGH) / (_TWO_HIGH - _ONE_HIGH),
+                         0.05, 1.0))
+
+
 def _read(page: Page, character: Character, height: float, classify,
           depth: int = 0) -> tuple[float, list[tuple[Character, np.ndarray, np.ndarray]]]:
     """A character's best reading: its score (the product of its digits'
@@ -138,6 +150,17 @@ def _read(page: Page, character: Character, height: float, classify,
         right_score, right_digits = _read(page, right, height, classify, depth + 1)
         if prior * left_score * right_score > best[0]:
             best = prior * left_score * right_score, left_digits + right_digits
+    # One digit written over another: each part at least a third of the character.
+    prior = _stacking_prior(character.height, character.width)
+    for upper, lower in stack_splits(page, character):
+        if min(upper.height, lower.height) < character.height / 3:
+            continue
+        upper_score, upper_digits = _read(page, upper, upper.height, classify, depth + 1)
+        lower_score, lower_digits = _read(page, lower, lower.height, classify, depth + 1)
+        # Two pieces one over another in a character this tall are unlikely to be one
+        # digit (an "8" read from a 5 over a 6): that reading is weighed by 1 - prior.
+        if prior * upper_score * lower_score > max(1 - prior, 0.05) * best[0]:
+            best = prior * upper_score * lower_score, upper_digits + lower_digits
     return best
 
 

@@ -40,7 +40,8 @@ from mnist_cnn.reading.ink import (
 from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
 
 __all__ = ["MAX_CHARACTERS", "MAX_PIECES", "PART", "Character", "Page", "character_image",
-           "cut_candidates", "find_characters", "piece_splits", "read_page", "split"]
+           "cut_candidates", "find_characters", "piece_splits", "read_page", "split",
+           "stack_splits"]
 
 #: A page with more separate pieces of ink than this is refused before they are grouped
 #: (specks, a texture, a photo of something else); a number, even a filled-in grid of
@@ -417,15 +418,32 @@ def cut_candidates(page: Page, character: Character, row_height: float,
     return [left + c for c in chosen]
 
 
+def _pieces_in(page: Page, character: Character) -> list[Piece]:
+    """A character's pieces whose middles lie in its box (a part cut from a taller or
+    wider character keeps the whole one's pieces)."""
+    top, left, bottom, right = character.bbox
+    return [p for p in (page.pieces[label] for label in character.labels)
+            if top <= p.centroid[0] < bottom and left <= p.centroid[1] < right]
+
+
 def piece_splits(page: Page, character: Character) -> list[tuple[Character, Character]]:
     """A character of several pieces parted between them, left to right: each way of
     taking the leftmost pieces (by their middles) as one character and the rest as
     another (digits written close, one's stroke reaching over the other's)."""
-    if len(character.labels) < 2:
-        return []
-    pieces = sorted((page.pieces[label] for label in character.labels),
-                    key=lambda p: p.centroid[1])
+    pieces = sorted(_pieces_in(page, character), key=lambda p: p.centroid[1])
     return [(_character(pieces[:i]), _character(pieces[i:])) for i in range(1, len(pieces))]
+
+
+def stack_splits(page: Page, character: Character) -> list[tuple[Character, Character]]:
+    """A character of several pieces parted between them top to bottom, where the upper
+    pieces end above the lower ones' middle (one digit written over another)."""
+    pieces = sorted(_pieces_in(page, character), key=lambda p: p.centroid[0])
+    found = []
+    for i in range(1, len(pieces)):
+        upper, lower = _character(pieces[:i]), _character(pieces[i:])
+        if upper.bbox[2] <= (lower.bbox[0] + lower.bbox[2]) / 2:
+            found.append((upper, lower))
+    return found
 
 
 def split(page: Page, character: Character, column: int) -> tuple[Character, Character]:
