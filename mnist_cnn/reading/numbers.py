@@ -5,7 +5,10 @@ like a single digit. A character of several pieces, or wide enough to be touchin
 digits, is also tried parted between its pieces and at the columns where its ink is
 thinnest; each part is read the same way, and the reading the network is surest of
 wins: the product of its digits' probabilities, a parting weighed by how likely a
-character that wide is to be several digits (a slashed 0 is one).
+character that wide is to be several digits (a slashed 0 is one). A character of pieces
+one over another is also tried as two digits, weighed by how tall it is. The models'
+probabilities are averaged (the three bundled ones by default); a page stored sideways
+is read turned.
 """
 
 from __future__ import annotations
