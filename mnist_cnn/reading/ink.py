@@ -35,6 +35,7 @@ __all__ = [
     "ink_pieces",
     "map_ink",
     "noise_level",
+    "one_over_another",
     "other_digits",
     "remove_background",
     "select_digit",
@@ -485,7 +486,11 @@ def select_digit(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     numpy.ndarray
         bool: the digit's pixels.
     """
-    labels, pieces = ink_pieces(mask, ink)
+    return _chosen(mask, *ink_pieces(mask, ink))
+
+
+def _chosen(mask: np.ndarray, labels: np.ndarray, pieces: list[Piece]) -> np.ndarray:
+    """:func:`select_digit` on the pieces of :func:`ink_pieces`."""
     if not pieces:
         return mask
     h, w = mask.shape
@@ -555,22 +560,22 @@ def digit_ink(page: InkMap, pixels: np.ndarray) -> np.ndarray:
         np.float32)
 
 
-def _one_column(a: Piece, b: Piece) -> bool:
+def one_over_another(a: Piece, b: Piece) -> bool:
     """Whether two pieces overlap horizontally by half the narrower one (one over the
     other: parts of one character)."""
     overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
     return overlap >= 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
 
 
-def other_digits(mask: np.ndarray, ink: np.ndarray, digit: np.ndarray) -> int:
+def other_digits(pieces: list[Piece], digit: np.ndarray) -> int:
     """How many marks beside the digit found look like digits too. Marks are taken two
     ways: groups of pieces near each other (as in :func:`select_digit`), and characters
     (pieces one over another, which parts digits written close); either way, one looks
     like a digit when it lies inside the picture with at least a third of the ink of
     the largest and between half and twice the digit's height. Several mean the
     picture holds a number, not one digit (read whole by :func:`mnist_cnn.read_number`).
+    ``pieces`` are the page's (:func:`ink_pieces`), the digit's among them.
     """
-    _, pieces = ink_pieces(mask, ink)
     pieces = [p for p in pieces if not p.at_edge]
     rows = np.flatnonzero(digit.any(axis=1))
     if len(pieces) < 2 or not len(rows):
@@ -579,7 +584,7 @@ def other_digits(mask: np.ndarray, ink: np.ndarray, digit: np.ndarray) -> int:
     near = _grouped(pieces, gap=0.25 * height)
     by_nearness = [[p for p, g in zip(pieces, near, strict=True) if g == group]
                    for group in set(near)]
-    by_column = groups(pieces, column_neighbours([p.bbox for p in pieces]), _one_column)
+    by_column = groups(pieces, column_neighbours([p.bbox for p in pieces]), one_over_another)
     found = 0
     for marks in (by_nearness, by_column):
         masses = [sum(p.mass for p in m) for m in marks]
@@ -629,13 +634,14 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
 
         grey = np.clip(ndimage.zoom(grey, _SMALL / min(grey.shape), order=3), 0, 1)
     page = map_ink(grey, name)
-    digit = select_digit(page.mask, page.seen)
+    labels, pieces = ink_pieces(page.mask, page.seen)
+    digit = _chosen(page.mask, labels, pieces)
     ink = digit_ink(page, digit)
     faint = faint_parts(page, digit)
     # Written lighter, the parts are brought to the strength of the rest, as in MNIST.
     if faint.any():
         ink = np.maximum(ink, digit_ink(page, faint))
-    return FoundDigit(ink, other_digits(page.mask, page.seen, digit | faint))
+    return FoundDigit(ink, other_digits(pieces, digit | faint))
 
 
 def find_ink(grey: np.ndarray, name: str) -> np.ndarray:

@@ -34,6 +34,7 @@ from mnist_cnn.reading.ink import (
     Piece,
     digit_ink,
     ink_pieces,
+    one_over_another,
     stroke_width,
     thickest_parts,
 )
@@ -122,12 +123,11 @@ class Page:
 
 
 def _stacked(a: Piece, b: Piece) -> bool:
-    """Whether two pieces are parts of one character: one over the other."""
-    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
-    narrower = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    """Whether two pieces are parts of one character: one over the other
+    (:func:`mnist_cnn.reading.ink.one_over_another`), close."""
     gap = max(a.bbox[0], b.bbox[0]) - min(a.bbox[2], b.bbox[2])
     taller = max(a.bbox[2] - a.bbox[0], b.bbox[2] - b.bbox[0])
-    return overlap >= 0.5 * narrower and gap <= _STACK_GAP * taller
+    return one_over_another(a, b) and gap <= _STACK_GAP * taller
 
 
 def _character(group: list[Piece]) -> Character:
@@ -348,14 +348,15 @@ def read_page(grey: np.ndarray, name: str) -> Page:
 
     page = map_ink(grey, name)
     labels, pieces, rows, left_out = find_characters(page.mask, page.seen, name)
-    faint = _faint_digits(page, rows)
+    faint = _faint_digits(page, rows, labels, pieces)
     if faint.any():
         page = replace(page, mask=page.mask | faint)
         labels, pieces, rows, left_out = find_characters(page.mask, page.seen, name)
     return Page(page, labels, rows, {p.label: p for p in pieces}, left_out)
 
 
-def _faint_digits(page: InkMap, rows: list[list[Character]]) -> np.ndarray:
+def _faint_digits(page: InkMap, rows: list[list[Character]], main_labels: np.ndarray,
+                  main: list[Piece]) -> np.ndarray:
     """Digits written fainter than the others (a lighter pen, a stroke in shadow): ink
     above a third of the page's higher threshold, apart from the ink found, in pieces
     as tall as the digits of a row (most of its height, its middle in the row)."""
@@ -367,7 +368,6 @@ def _faint_digits(page: InkMap, rows: list[list[Character]]) -> np.ndarray:
         return found
     # A faint piece is a stroke only if it is as thin as the page's strokes (a shadow,
     # faint too, is a thick patch).
-    main_labels, main = ink_pieces(page.mask, page.seen)
     stroke = stroke_width(thickest_parts(main_labels, page.mask, main)) if main else np.inf
     thin = thickest_parts(labels, labels > 0, pieces) <= BLOB * stroke
     pieces = [p for p, ok in zip(pieces, thin, strict=True) if ok]
