@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_cnn.errors import ImageError
-from mnist_cnn.reading.images import load_grey
+from mnist_cnn.reading.images import load_grey, preprocess_image
 from mnist_cnn.reading.ink import (
     BLOB,
     digit_ink,
@@ -255,3 +255,22 @@ def test_two_digits_side_by_side_are_counted_as_others():
     draw.ellipse([(200, 50), (280, 150)], outline=0.1, width=8)  # ...and a 0
     draw.ellipse([(330, 60), (336, 66)], fill=0.1)  # a dot is not a digit
     assert find_digit(array(image), "10").others == 1
+
+
+def test_a_small_photo_on_flat_grey_paper_is_enlarged_and_fills_mnists_box(
+        user_digits_more_dir):
+    # A real 28x28 JPEG of a photographed 8: grey paper (0.9) without measurable noise.
+    # At its own size the smoothing joins its loops into a blob whose faint rim spans the
+    # picture, and the 8 shrank to 13 of the 20 rows MNIST's digits fill; enlarged
+    # first, as a noisy photo is, it fills them.
+    path = (user_digits_more_dir / "SamDaQueen__Custom-Digit-Image-Recognition-with-MNIST-"
+            "trained-on-CNN" / "self_digits" / "8.jpeg")
+    assert find_digit(load_grey(path), "8.jpeg").ink.shape[0] > 28
+    rows = np.flatnonzero((preprocess_image(path) > 0.5).any(axis=1))
+    assert rows[-1] - rows[0] + 1 >= 19
+
+
+def test_a_small_clean_drawing_is_read_at_its_own_size():
+    grey = np.zeros((28, 28), np.float32)
+    grey[6:22, 12:16] = 1.0  # a 1 on black, as MNIST's own digits
+    assert find_digit(grey, "1").ink.shape == (28, 28)

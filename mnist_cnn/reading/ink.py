@@ -597,7 +597,8 @@ def other_digits(pieces: list[Piece], digit: np.ndarray) -> int:
 
 #: A photo of one digit with a side under this many pixels is enlarged to it...
 _SMALL = 96
-#: ...unless its noise is under a grey level: a clean drawing.
+#: ...unless it is a clean drawing: noise under a grey level, on paper within a grey
+#: level of black or white.
 _CLEAN = 1 / 255
 
 
@@ -617,6 +618,13 @@ class FoundDigit:
     others: int
 
 
+def _clean(grey: np.ndarray) -> bool:
+    """Whether an image is a clean drawing: no noise, and black or white paper (a
+    flat grey paper without noise is a photo saved smoothly, a JPEG of a phone's)."""
+    paper = float(np.median(grey))
+    return noise_level(grey) <= _CLEAN and min(paper, 1 - paper) <= _CLEAN
+
+
 def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
     """The digit of a greyscale image: :func:`map_ink`, :func:`select_digit`,
     :func:`faint_parts`, :func:`digit_ink`; and how many other digits it holds.
@@ -626,7 +634,7 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
     ImageError
         If no ink stands out of the paper (a blank or almost uniform image).
     """
-    if min(grey.shape) < _SMALL and noise_level(grey) > _CLEAN:
+    if min(grey.shape) < _SMALL and not _clean(grey):
         # A small photo is enlarged first: the smoothing and the background's blocks
         # are a pixel or more wide, too coarse for strokes a pixel or two wide in noise.
         # A clean drawing (MNIST's own digits) needs none.
