@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""``adapt`` measured on real writers and on a writer who closes 4s.
+"""``adapt`` measured on real writers and on a writer who slashes 0s.
 
 Writers: each repository in ``../shared/user_digits`` and ``../shared/user_digits_more``
 with at least 10 images. Each writer's readable digits, sorted by file name, are split
 alternately in two halves: the model is adapted on the first and read the second, before
 and after. Images the reader cannot read at all ("no ink") are left out of both.
 
-The writer who closes 4s: MNIST test 4s redrawn from their skeletons as pen strokes with
-the tops of the two arms joined (``tests/photolike.py``'s :func:`skeleton_drawing`, as
-the page's browser tests draw), and that writer's other digits (5 of each other class,
-redrawn the same way, tops not joined). Adapted on 5 closed 4s; read: 20 other closed 4s
-and the other digits, before and after. MNIST's test accuracy after each adaptation.
+The writer who slashes 0s: MNIST test 0s redrawn from their skeletons as pen strokes with
+a stroke across (``tests/photolike.py``'s :func:`skeleton_drawing`, as the page's browser
+tests draw), and that writer's other digits (5 of each other class, redrawn the same way).
+Adapted on 5 slashed 0s; read: 20 other slashed 0s and the other digits, before and
+after. MNIST's test accuracy after each adaptation. Also: how many of 20 closed 4s (the
+tops of a 4's arms joined) the starting model reads as 4 without adapting.
 
     python scripts/adapt_writers.py
 """
@@ -100,23 +101,28 @@ def main() -> None:
     print(f"\nwriters worse after: {worse}; MNIST test after: {min(mnist) * 100:.2f} to "
           f"{max(mnist) * 100:.2f} %; fine-tuning {np.mean(seconds):.1f} s on average")
 
-    fours = [d for d in X_test[y_test == 4, 0] if top_ends(d) is not None][:25]
+    fours = [d for d in X_test[y_test == 4, 0] if top_ends(d) is not None][:20]
     closed = np.stack([preprocess_image(skeleton_drawing(d, close_top=True)) for d in fours])
-    others = [(d, c) for c in range(10) if c != 4 for d in X_test[y_test == c, 0][:5]]
+    closed_read = int((predict_proba(start, closed[:, None]).argmax(1) == 4).sum())
+    print(f"\nclosed 4s read as 4 without adapting: {closed_read} of 20")
+
+    slashed = np.stack([preprocess_image(skeleton_drawing(d, slash=True))
+                        for d in X_test[y_test == 0, 0][:25]])
+    others = [(d, c) for c in range(1, 10) for d in X_test[y_test == c, 0][:5]]
     other = LabelledDigits(np.stack([preprocess_image(skeleton_drawing(d)) for d, _ in others]),
                            np.array([c for _, c in others]), [], [])
-    taught = LabelledDigits(closed[:5], np.full(5, 4), [], [])
-    test = LabelledDigits(closed[5:], np.full(20, 4), [], [])
+    taught = LabelledDigits(slashed[:5], np.zeros(5, int), [], [])
+    test = LabelledDigits(slashed[5:], np.zeros(20, int), [], [])
     began = time.perf_counter()
     result = adapt(taught, data=data, folds=0)
     took = time.perf_counter() - began
 
-    def as_four(weights) -> int:
-        return int((predict_proba(weights, test.images[:, None]).argmax(1) == 4).sum())
+    def as_zero(weights) -> int:
+        return int((predict_proba(weights, test.images[:, None]).argmax(1) == 0).sum())
 
-    nines = int((predict_proba(start, test.images[:, None]).argmax(1) == 9).sum())
-    print(f"\nthe writer who closes 4s: of 20 closed 4s, {as_four(start)} read as 4 before "
-          f"({nines} as 9), {as_four(result.weights)} after adapting on 5; their 45 other "
+    eights = int((predict_proba(start, test.images[:, None]).argmax(1) == 8).sum())
+    print(f"the writer who slashes 0s: of 20 slashed 0s, {as_zero(start)} read as 0 before "
+          f"({eights} as 8), {as_zero(result.weights)} after adapting on 5; their 45 other "
           f"digits: {errors(start, other)} errors before, {errors(result.weights, other)} "
           f"after; MNIST test after {result.mnist_test_accuracy * 100:.2f} %; adapt() "
           f"took {took:.1f} s in all (its fine-tuning {result.seconds:.1f} s)")

@@ -211,12 +211,22 @@ def top_ends(digit: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | Non
     return first, min(ends[1:], key=lambda e: (e[0], -abs(e[1] - first[1])))
 
 
-def skeleton_drawing(digit: np.ndarray, close_top: bool = False, pen: int = 18) -> np.ndarray:
+def slash_ends(digit: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A stroke across an MNIST digit, from a pixel below and left of its ink's box to a
+    pixel above and right of it, as (row, column): a slashed zero, as programmers
+    write it."""
+    rows, cols = np.nonzero(digit > 0.35)
+    return (int(rows.max()) + 1, int(cols.min()) - 1), (int(rows.min()) - 1, int(cols.max()) + 1)
+
+
+def skeleton_drawing(digit: np.ndarray, close_top: bool = False, slash: bool = False,
+                     pen: int = 18) -> np.ndarray:
     """An MNIST digit redrawn as a person draws it on the page's pad: its skeleton
     (scikit-image's) traced with a round pen on a 280x280 white canvas, uint8.
 
     With ``close_top`` the two highest ends of the skeleton are joined by a stroke
     (:func:`top_ends`): an open-topped 4 becomes a closed one, as some writers draw it.
+    With ``slash`` a stroke crosses it (:func:`slash_ends`): a slashed zero.
     """
     from skimage.morphology import skeletonize
 
@@ -224,9 +234,10 @@ def skeleton_drawing(digit: np.ndarray, close_top: bool = False, pen: int = 18) 
     lines = [((c0, r0), (c1, r1)) for r0, c0 in points for r1, c1 in points
              if (r0, c0) < (r1, c1) and max(abs(r0 - r1), abs(c0 - c1)) == 1]
     ends = top_ends(digit) if close_top else None
-    if ends is not None:
-        (r0, c0), (r1, c1) = ends
-        lines.append(((c0, r0), (c1, r1)))
+    for stroke in (ends, slash_ends(digit) if slash else None):
+        if stroke is not None:
+            (r0, c0), (r1, c1) = stroke
+            lines.append(((c0, r0), (c1, r1)))
     image = Image.new("L", (280, 280), 255)
     draw = ImageDraw.Draw(image)
     half = pen / 2

@@ -29,15 +29,24 @@ def closed_fours(mnist, count: int) -> np.ndarray:
     return np.stack([preprocess_image(skeleton_drawing(d, close_top=True)) for d in fours])
 
 
-def test_adapting_on_5_closed_4s_reads_most_of_20_others_as_4_and_keeps_mnist(mnist):
-    closed = closed_fours(mnist, 25)
+def slashed_zeros(mnist, count: int) -> np.ndarray:
+    """A writer who slashes every 0 (as programmers do): MNIST test 0s redrawn as pen
+    strokes with a stroke across. The bundled models, whose training varies 1s, 4s and
+    7s but not 0s, read several as 8."""
+    X_test, y_test = mnist[4], mnist[5]
+    return np.stack([preprocess_image(skeleton_drawing(d, slash=True))
+                     for d in X_test[y_test == 0, 0][:count]])
+
+
+def test_adapting_on_5_slashed_0s_reads_most_of_20_others_as_0_and_keeps_mnist(mnist):
+    slashed = slashed_zeros(mnist, 25)
     start = load_weights(bundled_weights_path())
-    result = adapt(LabelledDigits(closed[:5], np.full(5, 4), [], []), data=mnist, folds=0)
-    before = (predict_proba(start, closed[5:, None]).argmax(1) == 4).sum()
-    after = (predict_proba(result.weights, closed[5:, None]).argmax(1) == 4).sum()
-    print(f"closed 4s read as 4: {before} of 20 before, {after} after; MNIST test after "
+    result = adapt(LabelledDigits(slashed[:5], np.full(5, 0), [], []), data=mnist, folds=0)
+    before = (predict_proba(start, slashed[5:, None]).argmax(1) == 0).sum()
+    after = (predict_proba(result.weights, slashed[5:, None]).argmax(1) == 0).sum()
+    print(f"slashed 0s read as 0: {before} of 20 before, {after} after; MNIST test after "
           f"{result.mnist_test_accuracy * 100:.2f} %")
-    assert before <= 10 and after >= 18 and result.mnist_test_accuracy >= 0.994
+    assert before <= 15 and after >= 18 and result.mnist_test_accuracy >= 0.993
 
 
 def test_the_adapted_model_is_an_ordinary_model_with_a_sidecar_of_counts_and_hashes(

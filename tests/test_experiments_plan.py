@@ -26,8 +26,9 @@ def test_the_bundled_set_is_the_settings_each_bundled_models_sidecar_records():
     for run, path in zip(runs, bundled_models(), strict=True):
         recorded = json.loads(path.with_suffix(".json").read_text())["hyperparameters"]
         assert run.num_epochs == recorded["num_epochs"] == 50 and run.augment
+        assert run.vary_shapes and recorded["vary_shapes"]
         assert run.schedule == recorded["schedule"] and run.seed == recorded["seed"]
-        assert run.shards == recorded.get("shards", 1)  # seed 0's sidecar predates it
+        assert run.shards == recorded["shards"] == 2
 
 
 def test_a_toml_file_gives_its_experiments_with_default_and_own_seeds(tmp_path):

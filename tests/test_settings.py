@@ -29,9 +29,15 @@ def test_the_record_round_trips_through_json_whole():
 
 def test_a_record_of_an_earlier_version_gets_the_values_it_was_made_with():
     record = Settings().to_dict()
-    del record["shards"], record["threads"]
+    del record["shards"], record["threads"], record["vary_shapes"]
     old = Settings.from_record(record)
-    assert old.shards == 1 and old.threads == defaults.THREADS
+    assert old.shards == 1 and old.threads == defaults.THREADS and not old.vary_shapes
+
+
+def test_varying_shapes_without_the_augmentation_is_refused():
+    with pytest.raises(TrainingError, match="give --augment with --vary-shapes"):
+        Settings.of(vary_shapes=True).check()
+    Settings.of(augment=True, vary_shapes=True).check()
 
 
 def test_every_setting_but_epochs_device_and_threads_must_match_to_resume():

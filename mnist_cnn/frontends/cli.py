@@ -163,6 +163,10 @@ def _train_arguments(sub: Any) -> None:
                    help="transform every training batch afresh (rotation, scale, shear, "
                         "shift, elastic distortion, stroke width) for a model that reads "
                         "real people's digits; pytorch engine only (default: off)")
+    p.add_argument("--vary-shapes", action="store_true", default=None,
+                   help="with --augment, also write some 1s, 4s and 7s as MNIST's writers "
+                        "rarely did: a 1 with a flag, a 7 with a bar, a 4 with a closed "
+                        "top (default: off)")
     p.add_argument("--lr-schedule", choices=list(defaults.SCHEDULES), dest="schedule",
                    help="the learning rate: constant (the tutorial's), or cosine: falling to "
                         "0 along half a cosine over the run (default: constant)")

@@ -120,6 +120,10 @@ def train(
         distortions, stroke widths; see :mod:`mnist_cnn.nets.engines.pytorch.augment`),
         for a model that reads real people's digits; pytorch engine only. Default: the
         recipe's (no).
+    vary_shapes : bool, optional
+        With ``augment``, also write some 1s, 4s and 7s as MNIST's writers rarely did (a
+        1's flag, a 7's bar, a 4's closed top; see
+        :func:`mnist_cnn.nets.engines.pytorch.augment.vary_shapes`). Default: no.
     schedule : {"constant", "cosine"}, optional
         Nesterov momentum's learning rate: constant, or falling to 0 along half a cosine
         over the run; default: the recipe's (constant).

@@ -47,6 +47,10 @@ class Settings:
         see :attr:`rule` and :attr:`dropout`.
     augment : bool
         Transform every training batch afresh (see :mod:`mnist_cnn.nets.engines.pytorch.augment`).
+    vary_shapes : bool
+        With ``augment``, also write some 1s, 4s and 7s as MNIST's writers rarely did: a
+        1's flag, a 7's bar, a 4's closed top
+        (:func:`mnist_cnn.nets.engines.pytorch.augment.vary_shapes`).
     schedule : {"constant", "cosine"}
         Nesterov momentum's learning rate (see :data:`mnist_cnn.defaults.SCHEDULES`).
     shards : int
@@ -71,6 +75,7 @@ class Settings:
     seed: int = defaults.SEED
     recipe: str = defaults.RECIPE
     augment: bool = False
+    vary_shapes: bool = False
     schedule: str = defaults.SCHEDULE
     shards: int = defaults.shards_for(defaults.BATCH_SIZE)
     floatx: str = defaults.FLOATX
@@ -81,7 +86,7 @@ class Settings:
     #: does not change its numbers. Every other setting must be the checkpoint's.
     MAY_CHANGE: ClassVar[tuple[str, ...]] = ("num_epochs", "device", "threads")
     #: The value of a setting that a checkpoint of an earlier version did not record.
-    BEFORE_RECORDED: ClassVar[dict[str, Any]] = {"shards": 1}
+    BEFORE_RECORDED: ClassVar[dict[str, Any]] = {"shards": 1, "vary_shapes": False}
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -207,6 +212,9 @@ class Settings:
         if not ok_int(self.seed) or not 0 <= self.seed < 2**32:
             raise TrainingError(f"the seed must be a whole number from 0 to 2**32 - 1, got "
                                 f"{self.seed!r}")
+        if self.vary_shapes and not self.augment:
+            raise TrainingError("varying the shapes of 1s, 4s and 7s is part of the "
+                                "augmentation; give --augment with --vary-shapes")
         if self.schedule not in defaults.SCHEDULES:
             raise TrainingError(f"unknown learning-rate schedule {self.schedule!r}; choose "
                                 f"one of {', '.join(defaults.SCHEDULES)}")

@@ -13,7 +13,7 @@ from mnist_cnn.errors import EngineError
 from mnist_cnn.nets import mrg
 from mnist_cnn.nets.dropout_masks import epoch_masks
 from mnist_cnn.nets.engines import TrainerState
-from mnist_cnn.nets.engines.pytorch.augment import augment
+from mnist_cnn.nets.engines.pytorch.augment import augment, vary_shapes
 from mnist_cnn.nets.engines.pytorch.devices import (
     Lanes,
     exact_float32,
@@ -143,6 +143,8 @@ class TorchTrainer:
                          for stream, shape in zip(self.streams, shapes, strict=False)]
                 images = self.X[batch]
                 if self.augmenter is not None:
+                    if self.settings.vary_shapes:
+                        images = vary_shapes(images, self.y[batch], self.augmenter)
                     images = augment(images, self.augmenter)
                 loss, grads = self._gradients(images, self.y[batch], masks)
                 self.updates.step(grads)
