@@ -191,9 +191,9 @@ def vary_shapes(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
       height long, tilted a little;
     * a **4** gets a closed top: the highest points of its left and right halves joined.
 
-    The stroke is about as wide as MNIST's (2 to 3.6 px) and as bright as the digit's
-    brightest pixel. The same numbers are drawn from ``generator`` for every batch, so
-    a run stays reproducible.
+    The stroke is about as wide as MNIST's (2.4 to 3.6 px) and as bright as the digit's
+    brightest pixel. Five numbers per image are drawn from ``generator`` whatever its
+    digit, so the stream, and the run, do not depend on which digits a batch holds.
 
     Parameters
     ----------
