@@ -154,6 +154,22 @@ def test_a_run_resumed_on_other_threads_equals_the_uninterrupted_run(mnist, tmp_
 
 
 @pytest.mark.mnist
+def test_an_augmented_run_with_shapes_varied_resumes_to_the_uninterrupted_runs_weights(
+        mnist, tmp_path):
+    # The augmentation's generator (shapes and transforms) is kept in the checkpoint.
+    data = small_data(mnist, n_train=1000)
+    recipe = {"seed": 2, "data": data, "verbose": False, "threads": 1, "augment": True,
+              "vary_shapes": True}
+    full = train("cnn", 2, 50, **recipe)
+    ckpt = tmp_path / "checkpoint.npz"
+    train("cnn", 1, 50, **recipe, checkpoint=ckpt)
+    resumed = resume(ckpt, num_epochs=2, data=data, verbose=False)
+    assert resumed.config["vary_shapes"] and _same(resumed, full)
+    plain = train("cnn", 2, 50, **{**recipe, "vary_shapes": False})
+    assert not _same(plain, full)
+
+
+@pytest.mark.mnist
 def test_resume_takes_every_setting_the_checkpoint_recorded(mnist, tmp_path):
     ckpt = tmp_path / "c.npz"
     data = small_data(mnist, n_train=600)
