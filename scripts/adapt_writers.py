@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a clone too
 sys.path.insert(0, str(ROOT / "tests"))  # the closed-4 writer is the tests' own
 
-from photolike import skeleton_drawing, top_ends  # noqa: E402
+from photolike import skeleton_drawing, writer_drawings  # noqa: E402
 
 from mnist_cnn import load_dataset, load_weights  # noqa: E402
 from mnist_cnn.errors import ImageError  # noqa: E402
@@ -101,13 +101,13 @@ def main() -> None:
     print(f"\nwriters worse after: {worse}; MNIST test after: {min(mnist) * 100:.2f} to "
           f"{max(mnist) * 100:.2f} %; fine-tuning {np.mean(seconds):.1f} s on average")
 
-    fours = [d for d in X_test[y_test == 4, 0] if top_ends(d) is not None][:20]
-    closed = np.stack([preprocess_image(skeleton_drawing(d, close_top=True)) for d in fours])
+    closed = np.stack([preprocess_image(d) for d in
+                       writer_drawings(X_test, y_test, 4, 20, close_top=True)])
     closed_read = int((predict_proba(start, closed[:, None]).argmax(1) == 4).sum())
     print(f"\nclosed 4s read as 4 without adapting: {closed_read} of 20")
 
-    slashed = np.stack([preprocess_image(skeleton_drawing(d, slash=True))
-                        for d in X_test[y_test == 0, 0][:25]])
+    slashed = np.stack([preprocess_image(d) for d in
+                        writer_drawings(X_test, y_test, 0, 25, slash=True)])
     others = [(d, c) for c in range(1, 10) for d in X_test[y_test == c, 0][:5]]
     other = LabelledDigits(np.stack([preprocess_image(skeleton_drawing(d)) for d, _ in others]),
                            np.array([c for _, c in others]), [], [])

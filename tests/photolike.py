@@ -247,3 +247,12 @@ def skeleton_drawing(digit: np.ndarray, close_top: bool = False, slash: bool = F
             draw.ellipse([x * 10 + 5 - half, y * 10 + 5 - half, x * 10 + 5 + half,
                           y * 10 + 5 + half], fill=0)
     return np.asarray(image)
+
+
+def writer_drawings(X: np.ndarray, y: np.ndarray, digit: int, count: int,
+                    close_top: bool = False, slash: bool = False) -> list[np.ndarray]:
+    """A writer's ``digit``: the first ``count`` of it in MNIST's ``X`` (N, 1, 28, 28),
+    ``y`` redrawn by :func:`skeleton_drawing` (with ``close_top``, of those whose skeleton
+    has two top ends)."""
+    chosen = [d for d in X[y == digit, 0] if not close_top or top_ends(d) is not None]
+    return [skeleton_drawing(d, close_top=close_top, slash=slash) for d in chosen[:count]]

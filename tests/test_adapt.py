@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photolike import skeleton_drawing, top_ends
+from photolike import writer_drawings
 from PIL import Image
 
 from mnist_cnn import load_weights, predict_proba, read_metadata
@@ -24,18 +24,16 @@ pytestmark = pytest.mark.mnist
 
 def closed_fours(mnist, count: int) -> np.ndarray:
     """A writer who closes the top of every 4: MNIST test 4s redrawn as pen strokes."""
-    X_test, y_test = mnist[4], mnist[5]
-    fours = [d for d in X_test[y_test == 4, 0] if top_ends(d) is not None][:count]
-    return np.stack([preprocess_image(skeleton_drawing(d, close_top=True)) for d in fours])
+    return np.stack([preprocess_image(d) for d in
+                     writer_drawings(mnist[4], mnist[5], 4, count, close_top=True)])
 
 
 def slashed_zeros(mnist, count: int) -> np.ndarray:
     """A writer who slashes every 0 (as programmers do): MNIST test 0s redrawn as pen
     strokes with a stroke across. The bundled models, whose training varies 1s, 4s and
     7s but not 0s, read several as 8."""
-    X_test, y_test = mnist[4], mnist[5]
-    return np.stack([preprocess_image(skeleton_drawing(d, slash=True))
-                     for d in X_test[y_test == 0, 0][:count]])
+    return np.stack([preprocess_image(d) for d in
+                     writer_drawings(mnist[4], mnist[5], 0, count, slash=True)])
 
 
 def test_adapting_on_5_slashed_0s_reads_most_of_20_others_as_0_and_keeps_mnist(mnist):

@@ -138,18 +138,15 @@ def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
     return torch.stack([x.reshape(-1), y.reshape(-1), torch.ones(h * w, device=device)], 1)
 
 
-def _first_row(mask: torch.Tensor) -> torch.Tensor:
-    """(N,) the first row of each (N, H, W) mask with a pixel set (H where none is)."""
-    h = mask.shape[1]
-    rows = torch.arange(h, device=mask.device).view(1, h, 1)
-    return torch.where(mask, rows, h).flatten(1).min(1).values
-
-
-def _last_row(mask: torch.Tensor) -> torch.Tensor:
-    """(N,) the last row of each (N, H, W) mask with a pixel set (-1 where none is)."""
-    h = mask.shape[1]
-    rows = torch.arange(h, device=mask.device).view(1, h, 1)
-    return torch.where(mask, rows, -1).flatten(1).max(1).values
+def _extent(mask: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) the first and last index along ``axis`` (1: rows, 2: columns) of each
+    (N, H, W) mask's set pixels; the axis's length and -1 where none is set."""
+    size = mask.shape[axis]
+    shape = [1, 1, 1]
+    shape[axis] = size
+    index = torch.arange(size, device=mask.device).view(shape)
+    return (torch.where(mask, index, size).flatten(1).min(1).values,
+            torch.where(mask, index, -1).flatten(1).max(1).values)
 
 
 def _middle_in_row(mask: torch.Tensor, row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +217,7 @@ def vary_shapes(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
     chosen, length, turn = uniform() < probability, uniform(), uniform()
     half_width, lower = uniform(0.7, 1.3), uniform()
     mask = x[:, 0] > 0.5
-    top, bottom = _first_row(mask), _last_row(mask)
+    top, bottom = _extent(mask, 1)
     height = (bottom - top + 1).clamp(min=1).float()
     start, end = torch.zeros(n, 2, device=dev), torch.zeros(n, 2, device=dev)
     changed = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -240,12 +237,9 @@ def vary_shapes(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
     rise = (turn - 0.5) * 0.3 * bar / 2
     use(chosen & (labels == 7) & found, torch.stack([row + rise, column - bar / 2], 1),
         torch.stack([row - rise, column + bar / 2], 1))
-    columns = torch.arange(w, device=dev).view(1, 1, w)  # a 4's closed top
-    inked = mask.any(1)
-    left = torch.where(inked, columns[0], w).min(1).values
-    right = torch.where(inked, columns[0], -1).max(1).values
-    in_left = columns < ((left + right) / 2).view(n, 1, 1)
-    left_top, right_top = _first_row(mask & in_left), _first_row(mask & ~in_left)
+    left, right = _extent(mask, 2)  # a 4's closed top
+    in_left = torch.arange(w, device=dev).view(1, 1, w) < ((left + right) / 2).view(n, 1, 1)
+    left_top, right_top = _extent(mask & in_left, 1)[0], _extent(mask & ~in_left, 1)[0]
     left_column, _ = _middle_in_row(mask & in_left, left_top)
     right_column, _ = _middle_in_row(mask & ~in_left, right_top)
     use(chosen & (labels == 4) & (left_top < h) & (right_top < h),
