@@ -104,6 +104,28 @@ def test_a_faint_stroke_touching_a_strong_one_is_kept_and_noise_is_not():
     assert mask.mean() < 0.06
 
 
+def test_paper_grain_next_to_a_stroke_is_not_ink_and_a_lightly_pressed_part_is():
+    ink = np.zeros((60, 60), np.float32)
+    ink[5:55, 20:24] = 0.5  # a stroke
+    ink[10:40, 24:40] = 0.05  # the paper's grain beside it, just above the low threshold
+    ink[50:54, 24:50] = 0.15  # a lightly pressed bar attached (under 1/3 of the stroke)
+    low, high = 0.04, 0.2
+    grainy = ink_mask(ink, low, high, grain=0.12)  # 12 noise levels of 0.01
+    assert grainy[30, 22] and grainy[52, 45]
+    assert not grainy[10:40, 25:40].any()
+    # Without the grain's level (a clean drawing), what is above low and touches stays.
+    assert ink_mask(ink, low, high)[10:40, 24:40].all()
+
+
+def test_a_faint_rim_of_a_clean_drawing_stays_ink():
+    image, draw = page(paper=1.0)
+    draw.line([(100, 60), (100, 240)], fill=0.0, width=6)
+    smooth = Image.fromarray(array(image)).resize((100, 75), Image.BILINEAR)  # grey rims
+    ink_map = map_ink(array(smooth), "drawing")
+    grey = array(smooth)
+    assert ink_map.mask[(grey < 0.95) & (grey > 0.6)].all()  # its lightest edge pixels
+
+
 def test_a_separate_faint_bar_with_some_strong_pixels_is_kept_whole():
     image, draw = page()
     five(draw, body=0.1, bar=0.65)  # the bar much lighter than the body...

@@ -44,6 +44,22 @@ def test_digits_in_rows_read_top_to_bottom_and_left_to_right():
     assert 55 <= page.row_height(1) <= 85
 
 
+@pytest.mark.parametrize("ring", [True, False], ids=["small 0", "small bar"])
+def test_a_small_ring_beside_a_digit_is_a_digit_of_its_own_and_a_small_stroke_is_joined(ring):
+    mask = np.zeros((120, 240), bool)
+    for left in (20, 60, 100):
+        mask[20:80, left:left + 6] = True  # three 1s, 60 px tall
+    if ring:  # a 0 written small: a ring 24 px tall, 10 px from the last 1
+        mask[56:80, 116:134] = True
+        mask[60:76, 120:130] = False
+    else:  # a stroke as small, as near (a 4's cross-stroke written apart)
+        mask[56:80, 116:122] = True
+    _, _, rows, left_out = find_characters(mask, mask.astype(np.float32))
+    assert not left_out
+    assert [c.bbox for c in rows[0]][2:] == (
+        [(20, 100, 80, 106), (56, 116, 80, 134)] if ring else [(20, 100, 80, 122)])
+
+
 def test_pieces_over_each_other_are_one_character_and_dust_is_left_out():
     mask = np.zeros((200, 400), bool)
     mask[40:50, 60:120] = True  # a 5's bar, written apart...

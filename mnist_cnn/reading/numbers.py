@@ -5,7 +5,8 @@ like a single digit. A character of several pieces, or wide enough to be touchin
 digits, is also tried parted between its pieces and at the columns where its ink is
 thinnest; each part is read the same way, and the reading the network is surest of
 wins: the product of its digits' probabilities, a parting weighed by how likely a
-character that wide is to be several digits (a slashed 0 is one). A character of pieces
+character that wide is to be several digits (a slashed 0 is one) and its shorter part
+to be a digit (a 9's loop cut from its tail is not). A character of pieces
 one over another is also tried as two digits, weighed by how tall it is. The models'
 probabilities are averaged (the three bundled ones by default); a page stored sideways
 is read turned.
@@ -42,6 +43,9 @@ _DEPTH = 3
 #: A parting's score is scaled by how likely a character this wide (in row heights) is
 #: to be more than one digit: not at all up to ``_ONE_WIDE``, surely from ``_TWO_WIDE``.
 _ONE_WIDE, _TWO_WIDE = 0.5, 1.0
+#: A parting's score is scaled down too when its shorter part is under this much of
+#: the row's height (:func:`_short_part_prior`).
+_FULL_PART = 0.7
 #: A stacking's score is scaled by how likely a character this tall (height over width)
 #: is to be two digits one over another.
 _ONE_HIGH, _TWO_HIGH = 1.5, 2.2
@@ -124,6 +128,13 @@ class NumberReading:
                 "left_out": [m.to_dict() for m in self.left_out]}
 
 
+def _short_part_prior(part: float, height: float) -> float:
+    """How plausible it is that the shorter part of a parting, ``part`` tall in a row
+    ``height`` tall, is a digit of its own: not at all at :data:`PART` of the row's
+    height (a 9's loop cut from its tail), surely from :data:`_FULL_PART`."""
+    return float(np.clip((part / height - PART) / (_FULL_PART - PART), 0.05, 1.0))
+
+
 def _stacking_prior(height: float, width: float) -> float:
     """How plausible it is that a character ``height`` tall and ``width`` wide is two
     digits one over another: not at all up to :data:`_ONE_HIGH` times as tall as wide
@@ -147,12 +158,13 @@ def _read(page: Page, character: Character, height: float, classify,
             split(page, character, c) for c in cut_candidates(page, character, height)]:
         if min(left.height, right.height) < PART * height:
             continue
+        weight = prior * _short_part_prior(min(left.height, right.height), height)
         left_score, left_digits = _read(page, left, height, classify, depth + 1)
-        if prior * left_score <= best[0]:
+        if weight * left_score <= best[0]:
             continue
         right_score, right_digits = _read(page, right, height, classify, depth + 1)
-        if prior * left_score * right_score > best[0]:
-            best = prior * left_score * right_score, left_digits + right_digits
+        if weight * left_score * right_score > best[0]:
+            best = weight * left_score * right_score, left_digits + right_digits
     # One digit written over another: each part at least a third of the character.
     prior = _stacking_prior(character.height, character.width)
     for upper, lower in stack_splits(page, character):

@@ -10,8 +10,9 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
 * pieces stacked over each other are one character (:func:`find_characters`); one as
   tall as two or more rows of the others is cut between them (a grid's touching rows);
 * characters that share a height band form a row; rows read top to bottom, characters
-  left to right; dots and dust far smaller than the digits are left out; what is left
-  out is kept with the reason (:attr:`Page.left_out`);
+  left to right; dots and dust far smaller than the digits are left out (a small ring
+  is a 0 written small, not dust); what is left out is kept with the reason
+  (:attr:`Page.left_out`);
 * a character may be two or more digits: written close, with a stroke over the other
   (:func:`piece_splits` parts its pieces), or touching (:func:`cut_candidates` lists
   the columns where its ink is thinnest, :func:`split` parts it there).
@@ -57,6 +58,10 @@ _STACK_GAP = 0.3
 #: A character under this fraction of its row's height is part of a neighbour (a 5's
 #: bar written apart), or dust; so is any part of a parted character.
 PART = 0.5
+#: A small character that closes a loop around paper (a 0 written smaller than the other
+#: digits, as many people write it) is a digit of its own from this much of its row's
+#: height; its loop holds at least ``_HOLE`` of its box.
+_RING, _HOLE = 0.3, 0.1
 #: A faint piece of ink is a digit when it is this much of its row's height.
 _FAINT = 0.6
 #: A character three times as wide as tall and no taller than this many times its
@@ -176,7 +181,8 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     rows : list of list of Character
         Top to bottom; each left to right. A character under half its row's height
         is joined to the nearest one within a third of a height (a 5's bar written
-        apart), or left out (a dot, dust).
+        apart), or left out (a dot, dust), unless it is a small ring over 0.3 of the
+        row's height (a 0 written small).
     left_out : list of (Character, str)
         What does not look like a digit, and why: marks at the picture's border
         unlike the digits inside, lines across (an underline, a dash), dust.
@@ -201,7 +207,7 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     characters = _rows_parted(characters, labels)
     rows = []
     for row in _rows(characters):
-        row, dust = _with_small_parts_joined(row)
+        row, dust = _with_small_parts_joined(row, labels)
         rows.append(row)
         left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
     return labels, pieces, rows, left_out
@@ -306,20 +312,33 @@ def _stacked_digits(character: Character, bands: list[tuple[float, float]],
     return parts
 
 
-def _with_small_parts_joined(row: list[Character]
+def _with_small_parts_joined(row: list[Character], labels: np.ndarray
                              ) -> tuple[list[Character], list[Character]]:
     """A row whose characters far shorter than the row's digits are joined to the
-    nearest character within a third of a height; the rest of them (dust)."""
+    nearest character within a third of a height, unless they are small rings
+    (:func:`_ring`); the rest of them (dust)."""
     height = float(np.median([c.height for c in row]))
-    full = [c for c in row if c.height >= PART * height]
-    dust = []
-    for small in (c for c in row if c.height < PART * height):
+    full = [c for c in row if c.height >= PART * height
+            or (c.height >= _RING * height and _ring(c, labels))]
+    dust, small_ones = [], [c for c in row if c not in full]
+    for small in small_ones:
         near = min(full, key=lambda c: _gap(c, small))
         if _gap(near, small) <= height / 3:
             full[full.index(near)] = _character_of(near, small)
         else:
             dust.append(small)
     return sorted(full, key=lambda c: c.bbox[1]), dust
+
+
+def _ring(character: Character, labels: np.ndarray) -> bool:
+    """Whether a character's ink closes a loop around paper that fills at least
+    :data:`_HOLE` of its box (a small 0; a 5's bar or a speck of dust does not)."""
+    from scipy import ndimage
+
+    top, left, bottom, right = character.bbox
+    pixels = np.isin(labels[top:bottom, left:right], character.labels)
+    hole = ndimage.binary_fill_holes(pixels) & ~pixels
+    return bool(hole.sum() >= _HOLE * pixels.size)
 
 
 def _gap(a: Character, b: Character) -> int:
