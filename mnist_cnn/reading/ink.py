@@ -135,12 +135,19 @@ def noise_level(ink: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(ink - np.median(ink)))) + 1e-4
 
 
-def ink_levels(ink: np.ndarray) -> tuple[float, float]:
+def ink_levels(ink: np.ndarray, noise: float | None = None) -> tuple[float, float]:
     """The two thresholds of :func:`ink_mask`, from the page's own statistics.
 
     The higher one is Otsu's threshold of the image, and at least six times the paper's
     noise (:func:`noise_level`); the lower one is three times the noise, and at least
     20 % of the higher one.
+
+    Parameters
+    ----------
+    ink : numpy.ndarray
+        The ink's intensity, smoothed (:func:`smooth_noise`).
+    noise : float, optional
+        Its :func:`noise_level`, if measured already.
 
     Returns
     -------
@@ -148,7 +155,7 @@ def ink_levels(ink: np.ndarray) -> tuple[float, float]:
     """
     from skimage.filters import threshold_otsu
 
-    noise = noise_level(ink)
+    noise = noise_level(ink) if noise is None else noise
     high = max(float(threshold_otsu(ink)) if ink.max() > ink.min() else 1.0, 6 * noise, 0.05)
     return max(3 * noise, 0.2 * high), high
 
@@ -351,11 +358,12 @@ def map_ink(grey: np.ndarray, name: str) -> InkMap:
     """
     ink = remove_background(ink_bright(grey))
     seen = smooth_noise(ink)
-    if float(seen.max()) < max(0.05, 6 * noise_level(seen)):
+    noise = noise_level(seen)
+    if float(seen.max()) < max(0.05, 6 * noise):
         raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
-    low, high = ink_levels(seen)
+    low, high = ink_levels(seen, noise)
     lines = find_lines(seen > low)
-    mask = ink_mask(seen, low, high, ignore=lines, grain=_GRAIN * noise_level(seen))
+    mask = ink_mask(seen, low, high, ignore=lines, grain=_GRAIN * noise)
     if not mask.any():
         raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
     return InkMap(ink, seen, mask, lines, low, high)

@@ -97,6 +97,12 @@ class Character:
     def width(self) -> int:
         return self.bbox[3] - self.bbox[1]
 
+    def pixels(self, labels: np.ndarray) -> np.ndarray:
+        """bool, its box's shape: which of the pixels in its box are its pieces' ink
+        (``labels`` is :attr:`Page.labels`)."""
+        top, left, bottom, right = self.bbox
+        return np.isin(labels[top:bottom, left:right], self.labels)
+
 
 @dataclass(frozen=True)
 class Page:
@@ -261,7 +267,7 @@ def _flat_lines(characters: list[Character], labels: np.ndarray
     kept, left_out = [], []
     for c in characters:
         window = (slice(c.bbox[0], c.bbox[2]), slice(c.bbox[1], c.bbox[3]))
-        stroke = 2 * float(distance[window][np.isin(labels[window], c.labels)].max())
+        stroke = 2 * float(distance[window][c.pixels(labels)].max())
         if c.width >= 3 * c.height and c.height <= _FLAT * stroke:
             left_out.append((c, "a line across, not a digit (an underline, a dash)"))
         else:
@@ -294,8 +300,8 @@ def _stacked_digits(character: Character, bands: list[tuple[float, float]],
     next one's (of equally thin ones, the one midway)."""
     from scipy import ndimage
 
-    top, left, bottom, right = character.bbox
-    pixels = np.isin(labels[top:bottom, left:right], character.labels)
+    top, left, bottom, _ = character.bbox
+    pixels = character.pixels(labels)
     thickness = ndimage.uniform_filter1d(pixels.sum(axis=1).astype(float), 3)
     middles = [int((t + b) / 2) - top for t, b in bands]
     cuts = [0]
@@ -318,9 +324,10 @@ def _with_small_parts_joined(row: list[Character], labels: np.ndarray
     nearest character within a third of a height, unless they are small rings
     (:func:`_ring`); the rest of them (dust)."""
     height = float(np.median([c.height for c in row]))
-    full = [c for c in row if c.height >= PART * height
-            or (c.height >= _RING * height and _ring(c, labels))]
-    dust, small_ones = [], [c for c in row if c not in full]
+    full, small_ones, dust = [], [], []
+    for c in row:
+        digit = c.height >= PART * height or (c.height >= _RING * height and _ring(c, labels))
+        (full if digit else small_ones).append(c)
     for small in small_ones:
         near = min(full, key=lambda c: _gap(c, small))
         if _gap(near, small) <= height / 3:
@@ -335,8 +342,7 @@ def _ring(character: Character, labels: np.ndarray) -> bool:
     :data:`_HOLE` of its box (a small 0; a 5's bar or a speck of dust does not)."""
     from scipy import ndimage
 
-    top, left, bottom, right = character.bbox
-    pixels = np.isin(labels[top:bottom, left:right], character.labels)
+    pixels = character.pixels(labels)
     hole = ndimage.binary_fill_holes(pixels) & ~pixels
     return bool(hole.sum() >= _HOLE * pixels.size)
 
@@ -415,10 +421,10 @@ def cut_candidates(page: Page, character: Character, row_height: float,
     """
     from scipy import ndimage
 
-    top, left, bottom, right = character.bbox
+    left = character.bbox[1]
     if character.width < _MAY_TOUCH * row_height:
         return []
-    pixels = np.isin(page.labels[top:bottom, left:right], character.labels)
+    pixels = character.pixels(page.labels)
     thickness = ndimage.uniform_filter1d(pixels.sum(axis=0).astype(float), 3)
     margin = max(2, int(0.25 * row_height))
     inner = np.arange(margin, character.width - margin)
@@ -468,8 +474,8 @@ def stack_splits(page: Page, character: Character) -> list[tuple[Character, Char
 def split(page: Page, character: Character, column: int) -> tuple[Character, Character]:
     """A character parted at a page column: its columns before it, and from it on, each
     box fitted to its ink (a side without ink gets a one-pixel box, too short to read)."""
-    top, left, bottom, right = character.bbox
-    pixels = np.isin(page.labels[top:bottom, left:right], character.labels)
+    top, left, _, right = character.bbox
+    pixels = character.pixels(page.labels)
     parts = []
     for start, stop in ((left, column), (column, right)):
         rows = np.flatnonzero(pixels[:, start - left:stop - left].any(axis=1))
