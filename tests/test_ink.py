@@ -173,6 +173,16 @@ def test_a_page_edge_along_the_pictures_border_is_a_line():
     assert lines[2, 100] and not lines[150, 150]
 
 
+@pytest.mark.parametrize("height, width, thickness", [(960, 540, 90), (400, 400, 40)])
+def test_a_shadows_edge_across_the_picture_is_not_ruled_lines(height, width, thickness):
+    # A band of faint ink across the whole picture, tilted a little (the lit paper
+    # just below a phone's shadow): the Hough transform sees it at two tilts, but it is
+    # one thick band, not two ruled lines, and a digit's bar lying in it stays ink.
+    rows, cols = np.mgrid[0:height, 0:width]
+    top = 0.4 * height + 0.03 * cols
+    assert not find_lines((rows >= top) & (rows < top + thickness)).any()
+
+
 def test_specks_are_not_pieces_and_a_shadow_from_the_edge_is_dropped():
     mask = np.zeros((400, 400), bool)
     ink = np.zeros((400, 400), np.float32)

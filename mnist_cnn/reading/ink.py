@@ -234,6 +234,7 @@ def _lines_across(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray, int, in
     rows, cols = np.nonzero(mask)
     count = thickest = 0
     done = -1  # the last bin of the last band: a thick line has many peaks
+    last = (0, -1)  # the bins of the last line found
     for index in np.flatnonzero((best >= 0.9 * length)
                                 & (best >= np.maximum(np.r_[0, best[:-1]], np.r_[best[1:], 0]))):
         if index <= done:
@@ -257,8 +258,12 @@ def _lines_across(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray, int, in
         if (along.size and along.min() <= 0.03 * length and along.max() >= 0.97 * length - 1
                 and len(np.unique(along)) >= _LINE_COVER * length):
             found[rows[on], cols[on]] = True
-            count += 1
-            thickest = max(thickest, hi - lo + 1)
+            if lo <= last[1]:  # the same band again, at another tilt: one thick line
+                last = (last[0], max(hi, last[1]))
+            else:
+                last = (lo, hi)
+                count += 1
+            thickest = max(thickest, last[1] - last[0] + 1)
     return found, count, thickest
 
 
