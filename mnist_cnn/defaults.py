@@ -67,6 +67,9 @@ SWEEPS_DIR = "sweeps"
 DOWNLOAD_TIMEOUT = 30.0
 #: How many of the most probable digits ``predict`` lists.
 TOP = 3
+#: The seeds of the models bundled with the package (``mnist_cnn/bundled``), trained
+#: alike; ``predict`` and ``read_number`` average their probabilities.
+BUNDLED_SEEDS = (0, 1, 2, 3, 4)
 #: The training image whose feature maps are drawn: MNIST's first, a 5, with straight and
 #: round strokes (seed 0's random pick was a plain 1, the least telling digit); and the
 #: seed of a random pick (``--image random``).

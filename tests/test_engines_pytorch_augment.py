@@ -81,7 +81,7 @@ def test_a_sevens_bar_crosses_its_stem_about_half_way_down(digits):
     assert crossing > 150
 
 
-def test_most_fours_get_a_closed_top(digits):
+def test_most_fours_get_a_closed_top_or_a_typeset_diagonal(digits):
     x, y = digits
     pick = (y == 4).nonzero().view(-1)[:200]
     after = vary_shapes(x[pick], y[pick], _generator(3), probability=1.0)[:, 0].numpy()
@@ -94,3 +94,18 @@ def test_most_fours_get_a_closed_top(digits):
                   if holes(o) < 4]
     closed = sum(holes(n) >= 4 for _, n in open_fours)
     assert len(open_fours) > 100 and closed > 0.8 * len(open_fours)
+
+
+def test_about_half_the_fours_get_the_typeset_diagonal_down_to_their_bars_left_end(digits):
+    changed = _added(*digits, 4)
+    diagonals = leftwards = 0
+    for old, added in changed:
+        top = np.flatnonzero((old > 0.5).any(axis=1))[0]
+        bar = int((old > 0.5).sum(axis=1).argmax())
+        if added[:, 0].max() > top + 0.65 * (bar - top):  # most of the way down: diagonal
+            diagonals += 1
+            lowest, highest = added[added[:, 0].argmax()], added[added[:, 0].argmin()]
+            leftwards += bool(lowest[1] < highest[1]
+                              and lowest[1] < np.flatnonzero(old[bar] > 0.5).mean())
+    assert 0.3 * len(changed) < diagonals < 0.7 * len(changed)
+    assert leftwards > 0.9 * diagonals

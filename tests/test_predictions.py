@@ -34,9 +34,9 @@ def test_bundled_weights_load_and_have_a_sidecar():
     assert meta["model"] == "cnn" and meta["epochs"] == 50
 
 
-def test_the_bundled_ensemble_is_three_seeds_of_one_recipe_each_with_its_sidecar():
+def test_the_bundled_ensemble_is_five_seeds_of_one_recipe_each_with_its_sidecar():
     paths = bundled_models()
-    assert paths[0] == bundled_weights_path() and len(paths) == 3
+    assert paths[0] == bundled_weights_path() and len(paths) == 5
     settings = []
     for path in paths:
         assert load_weights(path)[0].shape == (32, 1, 5, 5)
@@ -44,8 +44,8 @@ def test_the_bundled_ensemble_is_three_seeds_of_one_recipe_each_with_its_sidecar
         settings.append({k: meta["hyperparameters"][k] for k in (
             "model", "num_epochs", "batch_size", "learning_rate", "recipe", "augment",
             "schedule", "seed")})
-    assert [s.pop("seed") for s in settings] == [0, 1, 2]
-    assert settings[0] == settings[1] == settings[2]
+    assert [s.pop("seed") for s in settings] == [0, 1, 2, 3, 4]
+    assert all(s == settings[0] for s in settings)
 
 
 def test_predict_without_weights_averages_the_bundled_models(tmp_path):

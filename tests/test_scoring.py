@@ -52,25 +52,25 @@ def _report(score) -> None:
 
 
 @pytest.mark.slow
-def test_real_users_single_digits_are_read_at_least_97_5_percent_right(user_digits_dir,
+def test_real_users_single_digits_are_read_at_least_98_5_percent_right(user_digits_dir,
                                                                       user_digits_more_dir):
-    # The goal is 99 %; the bundled models read 288 of 294 (98.0 %): two 4s with
-    # a slanted left arm read as 9, an open-looped 9 as 7 (a 7 to a person too), a 6
-    # with a curled top as 8, a 5 as 3, a 4 whose bar lies along a shadow's edge as 6.
+    # The goal is 99 %; the bundled models read 291 of 294 (98.98 %): a 4 with a
+    # long slanted left arm read as 9, an open-looped 9 as 7 (a 7 to a person too), a 6
+    # whose top curls into a small loop as 8.
     first = read_labelled_singles(user_digits_dir)
     more = read_labelled_singles(user_digits_more_dir)
     _report(first)
     _report(more)
     right = first.exact()[0] + more.exact()[0]
     total = first.exact()[1] + more.exact()[1]
-    assert right / total >= 0.975
+    assert right / total >= 0.985
 
 
 @pytest.mark.slow
 def test_real_users_numbers_are_read_78_percent_exactly_and_98_percent_of_digits(
         user_numbers_dir):
     # The goals are 70 % and 98 %; the bundled models read 19 of 23 exactly
-    # (82.6 %) and 437 of 445 digits (98.2 %).
+    # (82.6 %) and 438 of 445 digits (98.4 %).
     score = read_labelled_numbers(user_numbers_dir)
     for r in score.wrong():
         print(f"misread: {r.path}: {r.label!r} as {r.read!r} {r.note}")

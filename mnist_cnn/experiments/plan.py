@@ -1,7 +1,7 @@
 """What a sweep runs: experiments (``train`` settings each) over a range of seeds.
 
 The built-in set :data:`BLOG` holds the blog's two claims, :data:`BUNDLED` the
-package's three models; a file of the user's own is TOML, read with the standard
+package's models; a file of the user's own is TOML, read with the standard
 library (``tomllib``)::
 
     seeds = 5                        # for every experiment (default 3): seeds 0 to 4
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_cnn import defaults
 from mnist_cnn.errors import MnistCnnError, TrainingError
 from mnist_cnn.training.settings import Settings
 
@@ -100,12 +101,12 @@ BLOG = (
                {"num_epochs": 50, "schedule": "cosine", "augment": True},
                tuple(range(3)), 0.996, "the blog: 99.6 % after 50 epochs"),
 )
-#: The three models bundled with the package (``mnist_cnn/bundled``): the recipe of the
-#: last experiment above with the shapes of 1s, 4s and 7s varied too (``--vary-shapes``),
-#: in two shards, seeds 0, 1 and 2.
+#: The models bundled with the package (``mnist_cnn/bundled``): the recipe of the last
+#: experiment above with the shapes of 1s, 4s and 7s varied too (``--vary-shapes``), in
+#: two shards, the seeds of :data:`mnist_cnn.defaults.BUNDLED_SEEDS`.
 BUNDLED = (
     Experiment("bundled", {"num_epochs": 50, "schedule": "cosine", "augment": True,
-                           "vary_shapes": True, "shards": 2}, (0, 1, 2)),
+                           "vary_shapes": True, "shards": 2}, defaults.BUNDLED_SEEDS),
 )
 #: The built-in sets, by name.
 SETS = {"blog": BLOG, "bundled": BUNDLED}

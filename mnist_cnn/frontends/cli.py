@@ -339,8 +339,9 @@ def _predict_arguments(sub: Any) -> None:
     p.add_argument("images", nargs="+", metavar="FILE|DIR|GLOB",
                    help="image files, folders of images, or glob patterns")
     p.add_argument("--weights", metavar="FILE", type=_path,
-                   help="a model.npz (ours or the original tutorial's) (default: the three "
-                        "models bundled with the package, their probabilities averaged)")
+                   help="a model.npz (ours or the original tutorial's) (default: the "
+                        f"{len(defaults.BUNDLED_SEEDS)} models bundled with the package, "
+                        "their probabilities averaged)")
     p.add_argument("--top", type=_whole(1, 10), default=defaults.TOP, metavar="K",
                    help=f"list the K most probable digits, 1 to 10 (default: {defaults.TOP})")
     p.add_argument("--number", action="store_true",
@@ -609,8 +610,9 @@ def _reproduce_arguments(sub: Any) -> None:
                "batch_size, augment, schedule, ...). See docs/reproduce.md.")
     p.add_argument("experiments", nargs="?", default="blog", metavar="SET_OR_FILE",
                    help="'blog' (98.85 %% after 5 epochs, 10 seeds; 99.6 %% after 50, "
-                        "with and without --augment, 3 seeds each), 'bundled' (the three "
-                        "models bundled with the package) or a .toml file (default: blog)")
+                        "with and without --augment, 3 seeds each), 'bundled' (the "
+                        f"{len(defaults.BUNDLED_SEEDS)} models bundled with the package) or "
+                        "a .toml file (default: blog)")
     p.add_argument("--out", type=_path, metavar="DIR",
                    help=f"the sweep's folder (default: {defaults.SWEEPS_DIR}/NAME)")
     p.add_argument("--seeds", type=_whole(1, 10_000), metavar="N",

@@ -8,7 +8,7 @@ wins: the product of its digits' probabilities, a parting weighed by how likely 
 character that wide is to be several digits (a slashed 0 is one) and its shorter part
 to be a digit (a 9's loop cut from its tail is not). A character of pieces
 one over another is also tried as two digits, weighed by how tall it is. The models'
-probabilities are averaged (the three bundled ones by default); a page stored sideways
+probabilities are averaged (the bundled ones by default); a page stored sideways
 is read turned.
 """
 
@@ -189,7 +189,7 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
     src : path, PIL.Image.Image or numpy.ndarray
         The picture, as for :func:`mnist_cnn.predict`.
     weights : Weights, list of numpy.ndarray or path, optional
-        Default: the three models bundled with the package, their probabilities
+        Default: the models bundled with the package, their probabilities
         averaged (:func:`mnist_cnn.reading.predictions.bundled_models`).
     top : int
         How many digits to list in each digit's ``top`` (1 to 10).

@@ -119,12 +119,12 @@ def bundled_weights_path() -> Path:
 
 
 def bundled_models() -> list[Path]:
-    """The three models shipped with the package, trained alike from seeds 0, 1 and 2
-    (see their sidecars); :func:`predict` and :func:`mnist_cnn.read_number` average
-    their probabilities unless given weights."""
+    """The models shipped with the package, trained alike from the seeds of
+    :data:`mnist_cnn.defaults.BUNDLED_SEEDS` (see their sidecars); :func:`predict` and
+    :func:`mnist_cnn.read_number` average their probabilities unless given weights."""
     folder = bundled_weights_path().parent
     return [bundled_weights_path()] + [folder / f"cnn-50epochs-seed{seed}.npz"
-                                       for seed in (1, 2)]
+                                       for seed in defaults.BUNDLED_SEEDS[1:]]
 
 
 def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults.TOP,
@@ -138,7 +138,7 @@ def predict(images: Any, weights: WeightsLike | None = None, top: int = defaults
         Each is preprocessed with :func:`~mnist_cnn.reading.images.preprocess_image`; an array
         of shape (N, 1, 28, 28) is taken as network inputs already (like ``X_test``).
     weights : Weights, list of numpy.ndarray or path, optional
-        Default: the three models bundled with the package, their probabilities
+        Default: the models bundled with the package, their probabilities
         averaged (:func:`bundled_models`).
     top : int
         How many digits to list in ``Prediction.top`` (1 to 10).

@@ -12,7 +12,8 @@ thinner, smaller or wobblier. Each training batch is therefore transformed afres
 * a **stroke-width** change: some digits are thickened (grey dilation) or thinned (grey
   erosion) by a random fraction of a 3x3 step;
 * optionally (:func:`vary_shapes`), **the shapes MNIST's writers rarely wrote**: some 1s
-  get a flag, some 7s a bar across, some 4s a closed top, as many people write them.
+  get a flag, some 7s a bar across, some 4s a closed top or the typeset diagonal, as
+  many people write them.
 
 All of it runs as a few PyTorch operations on the whole batch (one resampling with
 ``grid_sample``), drawn from a seeded generator whose state a checkpoint keeps, so an
@@ -186,7 +187,9 @@ def vary_shapes(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
       30 to 60 degrees below the horizontal (shorter and steeper than a 7's bar);
     * a **7** gets a bar across its stem, 45 to 65 % of the way down, 25 to 45 % of its
       height long, tilted a little;
-    * a **4** gets a closed top: the highest points of its left and right halves joined.
+    * a **4** gets, half the time, a closed top (the highest points of its left and right
+      halves joined), otherwise the typeset diagonal: from its stem's top down to the
+      left end of its bar (the row with the most ink), closing a triangle.
 
     The stroke is about as wide as MNIST's (2.4 to 3.6 px) and as bright as the digit's
     brightest pixel. Five numbers per image are drawn from ``generator`` whatever its
@@ -237,13 +240,17 @@ def vary_shapes(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
     rise = (turn - 0.5) * 0.3 * bar / 2
     use(chosen & (labels == 7) & found, torch.stack([row + rise, column - bar / 2], 1),
         torch.stack([row - rise, column + bar / 2], 1))
-    left, right = _extent(mask, 2)  # a 4's closed top
+    left, right = _extent(mask, 2)  # a 4's closed top, or its typeset diagonal
     in_left = torch.arange(w, device=dev).view(1, 1, w) < ((left + right) / 2).view(n, 1, 1)
     left_top, right_top = _extent(mask & in_left, 1)[0], _extent(mask & ~in_left, 1)[0]
     left_column, _ = _middle_in_row(mask & in_left, left_top)
     right_column, _ = _middle_in_row(mask & ~in_left, right_top)
+    bar_row = mask.sum(2).argmax(1)  # the row with the most ink: the bar; its left end
+    bar_end = _extent(mask[torch.arange(n, device=dev), bar_row].unsqueeze(1), 2)[0]
+    typeset = (lower < 0.5).view(n, 1)  # the 7's draw, unused by a 4
     use(chosen & (labels == 4) & (left_top < h) & (right_top < h),
-        torch.stack([left_top.float(), left_column], 1),
+        torch.where(typeset, torch.stack([bar_row.float(), bar_end.float()], 1),
+                    torch.stack([left_top.float(), left_column], 1)),
         torch.stack([right_top.float(), right_column], 1))
     level = x.flatten(1).max(1).values
     return torch.where(changed.view(n, 1, 1, 1),
