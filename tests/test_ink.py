@@ -177,7 +177,7 @@ def test_a_page_edge_along_the_pictures_border_is_a_line():
 def test_a_shadows_edge_across_the_picture_is_not_ruled_lines(height, width, thickness):
     # A band of faint ink across the whole picture, tilted a little (the lit paper
     # just below a phone's shadow): the Hough transform sees it at two tilts, but it is
-    # one thick band, not two ruled lines, and a digit's bar lying in it stays ink.
+    # one thick band, not two ruled lines (as lines, a digit's bar lying in it was erased).
     rows, cols = np.mgrid[0:height, 0:width]
     top = 0.4 * height + 0.03 * cols
     assert not find_lines((rows >= top) & (rows < top + thickness)).any()
