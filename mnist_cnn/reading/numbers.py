@@ -130,7 +130,7 @@ class NumberReading:
 
 def _short_part_prior(part: float, height: float) -> float:
     """How plausible it is that the shorter part of a parting, ``part`` tall in a row
-    ``height`` tall, is a digit of its own: not at all at :data:`PART` of the row's
+    ``height`` tall, is a digit of its own: hardly (0.05) at :data:`PART` of the row's
     height (a 9's loop cut from its tail), surely from :data:`_FULL_PART`."""
     return float(np.clip((part / height - PART) / (_FULL_PART - PART), 0.05, 1.0))
 
@@ -156,9 +156,10 @@ def _read(page: Page, character: Character, height: float, classify,
     prior = _parting_prior(character.width, height)
     for left, right in piece_splits(page, character) + [
             split(page, character, c) for c in cut_candidates(page, character, height)]:
-        if min(left.height, right.height) < PART * height:
+        short = min(left.height, right.height)
+        if short < PART * height:
             continue
-        weight = prior * _short_part_prior(min(left.height, right.height), height)
+        weight = prior * _short_part_prior(short, height)
         left_score, left_digits = _read(page, left, height, classify, depth + 1)
         if weight * left_score <= best[0]:
             continue
