@@ -36,13 +36,23 @@ def test_the_docs_state_the_recorded_runs_accuracy_and_model():
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_the_recorded_run_trains_again_to_the_same_model(mnist_dir, tmp_path):
-    """The run behind the figures, trained again here: the same model, byte for byte."""
+    """The run behind the figures, trained again here: on the kind of CPU that recorded
+    it, the same model byte for byte; on another kind, whose convolution kernels may
+    round otherwise, the same test accuracy to within 0.1 point."""
     done = subprocess.run([sys.executable, "-m", "mnist_cnn", "train", *PROVENANCE["train"],
                            "--data-dir", str(mnist_dir), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     digest = hashlib.sha256((tmp_path / "model.npz").read_bytes()).hexdigest()
-    assert digest == PROVENANCE["model_sha256"]
+    again = json.loads((tmp_path / "model.json").read_text())
+    recorded_cpu = PROVENANCE["versions"]["cpu"]
+    print(f"recorded on {recorded_cpu}: {PROVENANCE['model_sha256'][:16]}, "
+          f"{PROVENANCE['test_accuracy']:.2%}; here on {again['versions']['cpu']}: "
+          f"{digest[:16]}, {again['test_accuracy']:.2%}")
+    if again["versions"]["cpu"] == recorded_cpu:
+        assert digest == PROVENANCE["model_sha256"]
+    else:
+        assert abs(again["test_accuracy"] - PROVENANCE["test_accuracy"]) <= 0.001
 
 
 def test_the_documentation_site_builds_strict(tmp_path):

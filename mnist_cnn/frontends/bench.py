@@ -294,18 +294,13 @@ def _busy_core(data_dir: str | os.PathLike | None, batches: int) -> dict:
 
 
 def _device_name(device: str) -> str:
-    import platform
-
     import torch
+
+    from mnist_cnn.nets.engines.pytorch.devices import cpu_kind
 
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores"
+    return f"{cpu_kind()}, {os.cpu_count()} cores"
 
 
 def _threads() -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_cnn.nets.engines.pytorch.devices import resolve_device
+from mnist_cnn.nets.engines.pytorch.devices import resolve_device, same_sums_on_every_cpu
 from mnist_cnn.nets.engines.pytorch.inference import evaluate, predict_proba
 from mnist_cnn.nets.engines.pytorch.trainer import TorchTrainer
 from mnist_cnn.nets.spec import Weights
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["NAME", "check_settings", "evaluate", "make_trainer", "predict_proba"]
 
 NAME = "pytorch"
+
+same_sums_on_every_cpu()  # before any product of this process, or it is too late
 
 
 def check_settings(settings: Settings) -> None:

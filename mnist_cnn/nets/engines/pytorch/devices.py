@@ -6,10 +6,12 @@ import contextlib
 import ctypes
 import functools
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -204,3 +206,57 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, 256 << 20) and mallopt(m_trim_threshold, 1 << 30))
+
+
+#: oneMKL's code paths by number (``MKL_CBWR_*`` in its ``mkl_service.h``).
+_MKL_BRANCHES = {1: "off", 2: "auto", 3: "compatible", 4: "sse2", 6: "ssse3", 7: "sse4_1",
+                 8: "sse4_2", 9: "avx", 10: "avx2", 12: "avx512", 14: "avx512_e1"}
+_MKL_BRANCH, _MKL_COMPATIBLE = 1, 3
+
+
+@functools.cache
+def same_sums_on_every_cpu() -> str:
+    """Put the oneMKL inside PyTorch on its "compatible" code path, once per process.
+
+    PyTorch's x86-64 builds compute matrix products (the dense layers) with oneMKL, which
+    picks its kernels by CPU: on an Intel CPU with AVX-512 they round otherwise than on
+    an AMD one, and their sums there even depend on where the arrays happen to lie in
+    memory (a run resumed from its checkpoint ended on other weights than the same run
+    trained at once). oneMKL's conditional numerical reproducibility mode
+    "compatible" computes the same sums on every x86-64 CPU, wherever the arrays lie; it
+    costs the tutorial's network little, as its time goes to the convolutions. oneMKL
+    takes a mode only before its first product, so the engine sets it when it is
+    imported; a mode the user chose with ``MKL_CBWR`` is left as it is.
+
+    Returns
+    -------
+    str
+        The mode in force (``"compatible"``; ``"off"`` when oneMKL had computed before
+        it could be set; the user's mode), or ``"no oneMKL"`` where PyTorch's build has
+        none or does not expose its settings (Apple silicon, ARM, Windows).
+    """
+    try:
+        lib = ctypes.CDLL(str(next((Path(torch.__file__).parent / "lib").glob(
+            "libtorch_cpu.*"))))
+        get, set_mode = lib.mkl_serv_cbwr_get, lib.mkl_serv_cbwr_set
+    except (StopIteration, OSError, AttributeError):
+        return "no oneMKL"
+    get.restype = set_mode.restype = ctypes.c_int
+    if "MKL_CBWR" not in os.environ:
+        set_mode(_MKL_COMPATIBLE)  # refused (and left off) once oneMKL has computed
+    branch = get(_MKL_BRANCH)
+    return _MKL_BRANCHES.get(branch, f"branch {branch}")
+
+
+@functools.cache
+def cpu_kind() -> str:
+    """This CPU's name and the vector instructions PyTorch's kernels use on it, such as
+    ``"AMD EPYC, AVX512"``: float32 runs repeat byte for byte on CPUs of one kind."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f
+                     if line.startswith("model name")]
+    except OSError:
+        names = []
+    name = names[0] if names else platform.machine()
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,11 @@ from mnist_cnn.nets.engines import TrainerState
 from mnist_cnn.nets.engines.pytorch.augment import augment, vary_shapes
 from mnist_cnn.nets.engines.pytorch.devices import (
     Lanes,
+    cpu_kind,
     exact_float32,
     keep_freed_memory,
     resolve_device,
+    same_sums_on_every_cpu,
 )
 from mnist_cnn.nets.engines.pytorch.inference import evaluate_network, evaluation_sums
 from mnist_cnn.nets.engines.pytorch.modules import LasagneNet, as_tensor, from_lasagne, to_lasagne
@@ -87,6 +90,14 @@ class TorchTrainer:
         self.lanes = Lanes(settings.threads) if dev.type == "cpu" else None
         if dev.type == "cpu":
             keep_freed_memory()
+            self.versions["cpu"] = cpu_kind()
+            self.versions["onemkl_mode"] = mkl_mode = same_sums_on_every_cpu()
+            if mkl_mode == "off":
+                warnings.warn("oneMKL computed in this process before mnist-cnn could set "
+                              "its reproducible mode, so this run's weights may differ on "
+                              "another CPU or when resumed; set MKL_CBWR=COMPATIBLE "
+                              "before starting Python for the same weights everywhere",
+                              stacklevel=2)
         self.net = LasagneNet(weights.network, weights).to(dev)
         self.params = list(self.net.params)
         self.settings = settings
