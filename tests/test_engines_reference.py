@@ -91,7 +91,7 @@ def test_the_numpy_trainers_gradients_and_update_are_pytorchs_and_lasagnes():
     torch_loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(X), masks),
                                                    torch.from_numpy(y))
     torch_grads = torch.autograd.grad(torch_loss, list(net.params))
-    assert abs(loss - float(torch_loss.detach())) < 1e-5
+    assert loss == pytest.approx(float(torch_loss.detach()), rel=1e-6)  # float32's few ulps
     for ours, theirs in zip(grads, torch_grads, strict=True):
         np.testing.assert_allclose(ours, to_lasagne(theirs), atol=2e-5 * np.abs(ours).max())
     stepped = NumpyTrainer(weights, states, settings, (X, y, X, y))  # the same masks
