@@ -51,7 +51,7 @@ def dev_inks(user_digits) -> list[tuple[np.ndarray, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gap, at_least", [
-    # Measured with the bundled models: 90, 81 and 55 of 100. Most misreadings are of one
+    # Measured with the bundled models: 89, 81 and 55 of 100. Most misreadings are of one
     # digit that is misread alone too (a "9" with an open loop reads as 7).
     ((0.15, 0.6), 0.8),  # written apart
     ((0.0, 0.15), 0.75),  # close
