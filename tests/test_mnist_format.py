@@ -12,6 +12,7 @@ from mnist_cnn.reading.images import preprocess_image
 from mnist_cnn.reading.mnist_format import (
     crop_to_ink,
     fit_box,
+    in_mnist_format,
     mnist_format,
     place_centred,
     stroke_width,
@@ -74,10 +75,37 @@ def test_thin_pen_strokes_are_brought_to_mnist_stroke_width():
     assert 2.0 <= stroke_width(x) <= 4.5  # MNIST's 5th..95th percentiles: 2.1 .. 4.5
 
 
-def test_mnist_images_come_back_almost_unchanged(mnist):
+def png(image: np.ndarray):
+    data = io.BytesIO()
+    Image.fromarray(image).save(data, format="PNG")
+    return Image.open(data)
+
+
+def test_an_mnist_digit_saved_as_png_light_or_dark_is_read_as_the_digit_itself(mnist):
     X_test = mnist[4]
     for i in range(20):
-        png = io.BytesIO()
-        Image.fromarray((X_test[i, 0] * 256).astype(np.uint8)).save(png, format="PNG")
-        x = preprocess_image(Image.open(png))
+        byte = (X_test[i, 0] * 256).astype(np.uint8)
+        assert np.array_equal(preprocess_image(png(byte)), X_test[i, 0])
+        assert np.array_equal(preprocess_image(png(255 - byte)), X_test[i, 0])
+
+
+def test_a_28x28_digit_off_centre_or_on_grainy_paper_is_not_taken_as_it_is(mnist):
+    byte = (mnist[4][0, 0] * 256).astype(np.uint8)
+    grey = byte / np.float32(255)
+    assert in_mnist_format(grey) is not None
+    off_centre = np.roll(grey, 3, axis=1)
+    grainy = np.clip(grey + np.float32(1 / 255), 0, 1)
+    small = place_centred(fit_box(crop_to_ink(grey), 10))
+    for other in (off_centre, grainy, small, np.zeros((28, 28), np.float32)):
+        assert in_mnist_format(other) is None
+    com = ndimage.center_of_mass(preprocess_image(np.roll(byte, 3, axis=1)))
+    assert abs(com[1] - 14) <= 0.5  # found and centred again
+
+
+def test_mnist_images_in_a_larger_field_come_back_almost_unchanged(mnist):
+    X_test = mnist[4]
+    for i in range(20):
+        field = np.zeros((36, 40), np.uint8)
+        field[2:30, 9:37] = X_test[i, 0] * 256
+        x = preprocess_image(png(field))
         assert np.abs(x - X_test[i, 0]).mean() < 0.06

@@ -159,7 +159,9 @@ def preprocess_image(src: Any) -> np.ndarray:
     """Turn a photo, scan or drawing of one digit into the network's 28x28 input.
 
     The steps: EXIF orientation applied, transparency composited onto white, greyscale
-    (:func:`load_grey`); the digit's ink found against the paper, whatever the
+    (:func:`load_grey`); a picture in MNIST's format already (an MNIST digit saved as an
+    image file) is taken as it is (:func:`mnist_cnn.reading.mnist_format.in_mnist_format`);
+    otherwise the digit's ink found against the paper, whatever the
     polarity, lighting, shadows, ruled lines and specks (:func:`mnist_cnn.reading.ink.find_ink`);
     then MNIST's format: cropped to the ink, a fine pen's strokes thickened to MNIST's
     width, scaled to fit 20x20 keeping the aspect ratio with anti-aliasing, placed in
@@ -202,7 +204,11 @@ def read_digit(src: Any) -> tuple[np.ndarray, int]:
         As :func:`preprocess_image`.
     """
     from mnist_cnn.reading.ink import find_digit
-    from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
+    from mnist_cnn.reading.mnist_format import crop_to_ink, in_mnist_format, mnist_format
 
-    found = find_digit(load_grey(src), describe(src))
+    grey = load_grey(src)
+    as_is = in_mnist_format(grey)
+    if as_is is not None:
+        return as_is, 0
+    found = find_digit(grey, describe(src))
     return mnist_format(crop_to_ink(found.ink)), found.others

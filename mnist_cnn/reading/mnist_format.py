@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["crop_to_ink", "fit_box", "mnist_format", "place_centred", "stroke_width",
-           "thicken"]
+__all__ = ["crop_to_ink", "fit_box", "in_mnist_format", "mnist_format", "place_centred",
+           "stroke_width", "thicken"]
 
 #: A larger digit is first reduced to 4x MNIST's size (an 80 px box), where its strokes
 #: are measured and thickened, before the final 20 px.
@@ -23,6 +23,10 @@ _TARGET_STROKE = 2.8
 _THIN_STROKE = 2.0
 #: MNIST's mean centre of mass, in pixel-index coordinates (measured: 13.99, 14.00).
 _CENTRE = 14.0
+#: The longer side of every MNIST digit's ink, in pixels (20; 19 for 13 of the 70,000,
+#: whose anti-aliased edge rounded to 0); the centre of mass lies within half a pixel of
+#: :data:`_CENTRE` in all 70,000.
+_MNIST_SIDES = (19, 20)
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
@@ -84,6 +88,44 @@ def place_centred(digit: np.ndarray) -> np.ndarray:
     canvas = np.zeros((28, 28), np.float32)
     canvas[top:top + h, left:left + w] = digit
     return canvas
+
+
+def in_mnist_format(grey: np.ndarray) -> np.ndarray | None:
+    """The picture itself as the network's input, if it is in MNIST's format already.
+
+    A 28x28 picture whose background is exactly black (or exactly white: the ink dark)
+    and whose ink has MNIST's box and centre (a longer side of 19 or 20 pixels, the
+    centre of mass within half a pixel of the field's centre) is what :func:`mnist_format`
+    makes; making it again would only move its faint edges and round its levels (an
+    MNIST digit saved as a PNG file would not be read as the digit itself).
+
+    Parameters
+    ----------
+    grey : numpy.ndarray
+        float greyscale in [0, 1] (:func:`mnist_cnn.reading.images.load_grey`).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        float32 (28, 28), ink light on 0, quantised to 256 levels as :func:`mnist_format`
+        quantises; None for any other picture.
+    """
+    from scipy import ndimage
+
+    if grey.shape != (28, 28):
+        return None
+    for ink in (grey, 1.0 - grey):
+        inked = ink > 0
+        if inked.mean() > 0.5:  # the background is the most common level
+            continue
+        rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+        if rows.size == 0:
+            return None
+        side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+        centre = np.array(ndimage.center_of_mass(ink))
+        if side in _MNIST_SIDES and np.all(np.abs(centre - _CENTRE) <= 0.5 + 1e-6):
+            return (np.round(ink * 255) / 256).astype(np.float32)
+    return None
 
 
 def mnist_format(digit: np.ndarray) -> np.ndarray:
