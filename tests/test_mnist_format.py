@@ -89,6 +89,12 @@ def test_an_mnist_digit_saved_as_png_light_or_dark_is_read_as_the_digit_itself(m
         assert np.array_equal(preprocess_image(png(255 - byte)), X_test[i, 0])
 
 
+def test_an_mnist_array_given_as_one_picture_is_read_as_itself(mnist):
+    X_test = mnist[4]
+    for i in range(20):
+        assert np.array_equal(preprocess_image(X_test[i, 0]), X_test[i, 0])
+
+
 def test_a_28x28_digit_off_centre_or_on_grainy_paper_is_not_taken_as_it_is(mnist):
     byte = (mnist[4][0, 0] * 256).astype(np.uint8)
     grey = byte / np.float32(255)

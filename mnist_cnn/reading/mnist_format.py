@@ -108,7 +108,9 @@ def in_mnist_format(grey: np.ndarray) -> np.ndarray | None:
     -------
     numpy.ndarray or None
         float32 (28, 28), ink light on 0, quantised to 256 levels as :func:`mnist_format`
-        quantises; None for any other picture.
+        quantises (levels that are the training data's already, multiples of 1/256 under
+        1, are kept: an MNIST array given as a picture is itself); None for any other
+        picture.
     """
     from scipy import ndimage
 
@@ -124,6 +126,9 @@ def in_mnist_format(grey: np.ndarray) -> np.ndarray | None:
         side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
         centre = np.array(ndimage.center_of_mass(ink))
         if side in _MNIST_SIDES and np.all(np.abs(centre - _CENTRE) <= 0.5 + 1e-6):
+            levels = ink * 256
+            if ink.max() < 1 and np.all(np.abs(levels - np.round(levels)) < 1e-3):
+                return ink.astype(np.float32)  # the training data's own levels already
             return (np.round(ink * 255) / 256).astype(np.float32)
     return None
 
