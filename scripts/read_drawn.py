@@ -18,13 +18,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a clone too
 sys.path.insert(0, str(ROOT / "tests"))  # the drawings are the tests' own
 
-from photolike import writer_drawings  # noqa: E402
+from photolike import save_pngs, writer_drawings  # noqa: E402
 
 from mnist_cnn import load_dataset, predict, predict_proba  # noqa: E402
 from mnist_cnn.reading.predictions import bundled_models  # noqa: E402
@@ -40,10 +39,7 @@ def main() -> None:
     averaged = (np.mean(probabilities, axis=0).argmax(1) == y_test).mean()
     print(f"MNIST test accuracy, each: {each}; averaged: {averaged:.2%}")
     with tempfile.TemporaryDirectory() as folder:
-        paths = [Path(folder) / f"{i}.png" for i in range(len(X_test))]
-        for path, image in zip(paths, X_test, strict=True):
-            Image.fromarray((image[0] * 256).astype(np.uint8)).save(path)
-        read = predict(paths)
+        read = predict(save_pngs((X_test[:, 0] * 256).astype(np.uint8), Path(folder)))
     same = sum(np.array_equal(p.image, x[0]) for p, x in zip(read, X_test, strict=True))
     from_png = np.mean([p.digit for p in read] == y_test)
     print(f"written as PNG and read back: {from_png:.2%} ({same} inputs equal to the arrays)")

@@ -21,12 +21,21 @@ and the failures seen in real users' photos:
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 VARIANTS = ("dark-on-light", "thin-pen", "light-on-dark", "ruled-paper", "squared-paper",
             "shadow", "faint-part", "small-low-contrast", "specks")
+
+
+def save_pngs(images: list[np.ndarray] | np.ndarray, folder: Path) -> list[Path]:
+    """Write uint8 greyscale pictures as ``folder/0.png``, ``1.png``, ...; their paths."""
+    paths = [Path(folder) / f"{i}.png" for i in range(len(images))]
+    for path, image in zip(paths, images, strict=True):
+        Image.fromarray(image).save(path)
+    return paths
 
 
 def drawn_seven(size: int = 600, pen: int = 3, dark_on_light: bool = True) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photolike import VARIANTS, drawn_seven, photo_like
+from photolike import VARIANTS, drawn_seven, photo_like, save_pngs
 from PIL import Image
 from test_segmentation import written
 
@@ -98,10 +98,7 @@ def test_photo_like_digits_are_recognised_with_the_bundled_weights(mnist, varian
 def test_the_10000_mnist_test_digits_saved_as_png_files_are_read_as_the_arrays(mnist, tmp_path):
     X_test, y_test = mnist[4], mnist[5]
     weights = load_weights(bundled_weights_path())
-    paths = []
-    for i, image in enumerate(X_test):
-        paths.append(tmp_path / f"{i}.png")
-        Image.fromarray((image[0] * 256).astype(np.uint8)).save(paths[-1])
+    paths = save_pngs((X_test[:, 0] * 256).astype(np.uint8), tmp_path)
     direct = predict(X_test, weights)
     via_png = predict(paths, weights)
     assert np.array_equal(np.stack([p.image for p in via_png])[:, None], X_test)
@@ -116,12 +113,9 @@ def test_mnist_digits_placed_off_centre_in_a_larger_picture_lose_at_most_0_2_poi
     X_test, y_test = mnist[4][:3000], mnist[5][:3000]  # 3,000 keep it short
     weights = load_weights(bundled_weights_path())
     direct = predict(X_test, weights)
-    paths = []
-    for i, image in enumerate(X_test):
-        paths.append(tmp_path / f"{i}.png")
-        field = np.zeros((40, 44), np.uint8)  # not MNIST's format: found, cropped, centred
-        field[3:31, 11:39] = image[0] * 256
-        Image.fromarray(field).save(paths[-1])
+    fields = np.zeros((len(X_test), 40, 44), np.uint8)  # not MNIST's format: found, centred
+    fields[:, 3:31, 11:39] = X_test[:, 0] * 256
+    paths = save_pngs(fields, tmp_path)
     via_png = predict(paths, weights)
     array_acc = np.mean([p.digit for p in direct] == y_test)
     png_acc = np.mean([p.digit for p in via_png] == y_test)

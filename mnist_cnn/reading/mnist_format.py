@@ -108,9 +108,8 @@ def in_mnist_format(grey: np.ndarray) -> np.ndarray | None:
     -------
     numpy.ndarray or None
         float32 (28, 28), ink light on 0, quantised to 256 levels as :func:`mnist_format`
-        quantises (levels that are the training data's already, multiples of 1/256 under
-        1, are kept: an MNIST array given as a picture is itself); None for any other
-        picture.
+        quantises (an MNIST array given as a picture keeps its levels); None for any
+        other picture.
     """
     from scipy import ndimage
 
@@ -118,19 +117,25 @@ def in_mnist_format(grey: np.ndarray) -> np.ndarray | None:
         return None
     for ink in (grey, 1.0 - grey):
         inked = ink > 0
-        if inked.mean() > 0.5:  # the background is the most common level
+        if not inked.any() or inked.mean() > 0.5:  # the background is the most common level
             continue
-        rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-        if rows.size == 0:
-            return None
-        side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
         centre = np.array(ndimage.center_of_mass(ink))
-        if side in _MNIST_SIDES and np.all(np.abs(centre - _CENTRE) <= 0.5 + 1e-6):
-            levels = ink * 256
-            if ink.max() < 1 and np.all(np.abs(levels - np.round(levels)) < 1e-3):
-                return ink.astype(np.float32)  # the training data's own levels already
-            return (np.round(ink * 255) / 256).astype(np.float32)
+        if (max(crop_to_ink(ink).shape) in _MNIST_SIDES
+                and np.all(np.abs(centre - _CENTRE) <= 0.5 + 1e-6)):
+            return _quantised(ink)
     return None
+
+
+def _quantised(canvas: np.ndarray) -> np.ndarray:
+    """A [0, 1] canvas in the training data's 256 levels, divided by 256 as they are.
+
+    Levels that are already the training data's (multiples of 1/256 under 1: an MNIST
+    array given as a picture) are kept; any other level is rounded from 255 steps.
+    """
+    levels = canvas * 256
+    if canvas.max() < 1 and np.all(np.abs(levels - np.round(levels)) < 1e-3):
+        return canvas.astype(np.float32)
+    return (np.round(canvas * 255) / 256).astype(np.float32)
 
 
 def mnist_format(digit: np.ndarray) -> np.ndarray:
@@ -160,5 +165,4 @@ def mnist_format(digit: np.ndarray) -> np.ndarray:
     width = stroke_width(digit)
     if width / scale < _THIN_STROKE:
         digit = crop_to_ink(thicken(digit, width, _TARGET_STROKE * scale))
-    canvas = place_centred(fit_box(digit, 20))
-    return (np.round(canvas * 255) / 256).astype(np.float32)
+    return _quantised(place_centred(fit_box(digit, 20)))
