@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from mnist_cnn.errors import ImageError
+from mnist_cnn.reading.ink import map_ink
 from mnist_cnn.reading.segmentation import (
     MAX_CHARACTERS,
     MAX_PIECES,
@@ -173,3 +175,31 @@ def test_a_tall_digit_alone_in_its_row_is_not_cut():
     mask[40:150, 160:168] = True  # ...one with a long tail (a 9's), crossing no other row
     _, _, rows, _ = find_characters(mask, mask.astype(np.float32))
     assert len(rows) == 1 and max(c.height for c in rows[0]) == 110
+
+
+def test_a_digit_written_lighter_than_the_others_is_found_with_them():
+    font = ImageFont.load_default(size=80)
+    image = Image.new("L", (560, 200), 225)
+    draw = ImageDraw.Draw(image)
+    for left, text, fill in ((40, "20", 30), (200, "4", 170), (300, "6", 30)):
+        draw.text((left, 40), text, fill=fill, font=font)  # the 4 in a lighter pen
+    grey = ndimage.gaussian_filter(np.asarray(image, np.float32) / 255, 1.0)
+    grey = grey + np.random.default_rng(0).normal(0, 0.01, grey.shape).astype(np.float32)
+    assert not map_ink(grey, "lighter").mask[:, 200:280].any()  # too light for the page's
+    page = read_page(grey, "lighter")
+    assert page.ink.mask[:, 200:280].any() and [len(row) for row in page.rows] == [4]
+
+
+def test_the_faint_rim_of_the_digits_found_is_not_taken_for_a_faint_digit():
+    # Blurred digits on grainy paper: the ink's faint edge, left out of the mask as
+    # grain, once came back as "faint digits", fattening them and joining close ones.
+    whole = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        grey = ndimage.gaussian_filter(written(["2015"], size=int(rng.integers(40, 90))),
+                                       rng.uniform(1, 2.5))
+        grey = np.clip(grey + rng.normal(0, rng.uniform(0.01, 0.03), grey.shape), 0, 1)
+        page = read_page(grey.astype(np.float32), "blurred")
+        assert np.array_equal(page.ink.mask, map_ink(grey.astype(np.float32), "b").mask)
+        whole += [len(row) for row in page.rows] == [4]
+    assert whole >= 10  # 6 of 12 when the rims were added

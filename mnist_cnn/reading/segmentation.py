@@ -383,11 +383,19 @@ def read_page(grey: np.ndarray, name: str) -> Page:
 def _faint_digits(page: InkMap, rows: list[list[Character]], main_labels: np.ndarray,
                   main: list[Piece]) -> np.ndarray:
     """Digits written fainter than the others (a lighter pen, a stroke in shadow): ink
-    above a third of the page's higher threshold, apart from the ink found, in pieces
-    as tall as the digits of a row (most of its height, its middle in the row)."""
+    above a third of the page's higher threshold, in pieces apart from the ink found
+    and as tall as the digits of a row (most of its height, its middle in the row).
+
+    A piece of faint ink that holds ink found already is that ink with its faint rim
+    (the grain beside a stroke that :func:`mnist_cnn.reading.ink.ink_mask` leaves out),
+    not a digit apart: added, the rim would fatten the digits and join close ones."""
+    from skimage.measure import label
+
     from mnist_cnn.reading.ink import faint_ink
 
-    labels, pieces = ink_pieces(faint_ink(page) & ~page.mask, page.seen)
+    faint = label(faint_ink(page), connectivity=2)
+    apart = (faint > 0) & ~np.isin(faint, np.unique(faint[page.mask]))
+    labels, pieces = ink_pieces(apart, page.seen)
     found = np.zeros_like(page.mask)
     if not pieces:
         return found
