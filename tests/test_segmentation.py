@@ -203,3 +203,12 @@ def test_the_faint_rim_of_the_digits_found_is_not_taken_for_a_faint_digit():
         assert np.array_equal(page.ink.mask, map_ink(grey.astype(np.float32), "b").mask)
         whole += [len(row) for row in page.rows] == [4]
     assert whole >= 10  # 6 of 12 when the rims were added
+
+
+def test_a_dot_above_the_row_is_dust_not_a_row_of_its_own():
+    grey = written(["2046"])
+    grey[28:40, 228:240] = 0.1  # a dot up and right of the 6, above the row's band
+    page = read_page(grey, "dot")
+    assert [len(row) for row in page.rows] == [4]
+    assert [(c.bbox, why) for c, why in page.left_out] == [
+        ((27, 227, 41, 241), "far smaller than the page's digits (a dot, dust)")]

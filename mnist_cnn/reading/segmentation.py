@@ -10,9 +10,9 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
 * pieces stacked over each other are one character (:func:`find_characters`); one as
   tall as two or more rows of the others is cut between them (a grid's touching rows);
 * characters that share a height band form a row; rows read top to bottom, characters
-  left to right; dots and dust far smaller than the digits are left out (a small ring
-  is a 0 written small, not dust); what is left out is kept with the reason
-  (:attr:`Page.left_out`);
+  left to right; dots and dust far smaller than the digits are left out, in a row or in
+  a band of their own above or below it (a small ring is a 0 written small, not dust);
+  what is left out is kept with the reason (:attr:`Page.left_out`);
 * a character may be two or more digits: written close, with a stroke over the other
   (:func:`piece_splits` parts its pieces), or touching (:func:`cut_candidates` lists
   the columns where its ink is thinnest, :func:`split` parts it there).
@@ -188,7 +188,9 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
         Top to bottom; each left to right. A character under half its row's height
         is joined to the nearest one within a third of a height (a 5's bar written
         apart), or left out (a dot, dust), unless it is a small ring over 0.3 of the
-        row's height (a 0 written small).
+        row's height (a 0 written small). A row whose characters are all that small
+        beside the page's median character is left out whole (dust above or below
+        the digits' band).
     left_out : list of (Character, str)
         What does not look like a digit, and why: marks at the picture's border
         unlike the digits inside, lines across (an underline, a dash), dust.
@@ -212,7 +214,12 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     left_out += lines
     characters = _rows_parted(characters, labels)
     rows = []
+    height = float(np.median([c.height for c in characters])) if characters else 0.0
     for row in _rows(characters):
+        if not any(_digit_sized(c, height, labels) for c in row):
+            # A row of its own only because it lies above or below the digits' band.
+            left_out += [(c, "far smaller than the page's digits (a dot, dust)") for c in row]
+            continue
         row, dust = _with_small_parts_joined(row, labels)
         rows.append(row)
         left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
@@ -326,8 +333,7 @@ def _with_small_parts_joined(row: list[Character], labels: np.ndarray
     height = float(np.median([c.height for c in row]))
     full, small_ones, dust = [], [], []
     for c in row:
-        digit = c.height >= PART * height or (c.height >= _RING * height and _ring(c, labels))
-        (full if digit else small_ones).append(c)
+        (full if _digit_sized(c, height, labels) else small_ones).append(c)
     for small in small_ones:
         near = min(full, key=lambda c: _gap(c, small))
         if _gap(near, small) <= height / 3:
@@ -335,6 +341,14 @@ def _with_small_parts_joined(row: list[Character], labels: np.ndarray
         else:
             dust.append(small)
     return sorted(full, key=lambda c: c.bbox[1]), dust
+
+
+def _digit_sized(character: Character, height: float, labels: np.ndarray) -> bool:
+    """Whether a character may be a digit beside digits ``height`` tall: at least
+    :data:`PART` of their height, or a small ring from :data:`_RING` of it (a 0 written
+    small)."""
+    return character.height >= PART * height or (character.height >= _RING * height
+                                                 and _ring(character, labels))
 
 
 def _ring(character: Character, labels: np.ndarray) -> bool:
