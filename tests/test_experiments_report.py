@@ -47,3 +47,14 @@ def test_the_report_says_whether_each_claim_lies_in_its_interval(tmp_path):
     assert [e["claim_in_interval"] for e in record["experiments"]] == [True, False, None]
     assert len(record["runs"]) == 7 and paths["markdown"].read_text() == text
     assert Image.open(paths["figure"]).size[0] == 1000
+
+
+def test_the_figures_are_the_same_whichever_run_ended_first(tmp_path):
+    # Three values whose float sum depends on its order: the mean's last digit did.
+    plan = [Experiment("three", {}, (0, 1, 2))]
+    runs = outcomes("three", [0.1, 0.2, 0.3])
+    assert sum([0.1, 0.2, 0.3]) != sum([0.3, 0.2, 0.1])
+    ended = [build_report(order, plan, str(tmp_path), 2, 1.0)
+             for order in (runs, runs[::-1], runs[1:] + runs[:1])]
+    assert all(r.experiments == ended[0].experiments and r.runs == ended[0].runs
+               for r in ended)

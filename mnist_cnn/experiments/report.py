@@ -177,15 +177,17 @@ def build_report(outcomes: list[RunOutcome], experiments: list[Any], folder: str
                  workers: int | str, wall_seconds: float) -> SweepReport:
     """The report of ``outcomes`` for ``experiments`` (:class:`~mnist_cnn.experiments.plan.
     Experiment` each)."""
+    order = {e.name: i for i, e in enumerate(experiments)}
+    runs = sorted(outcomes, key=lambda o: (order.get(o.experiment, 0), o.seed))
     stats = []
     for e in experiments:
-        mine = [o for o in outcomes if o.experiment == e.name]
+        # By seed, not in the order the runs ended: a float sum's last digit hangs on
+        # its order, and the report must not hang on the machine's load.
+        mine = [o for o in runs if o.experiment == e.name]
         if mine:
             stats.append(ExperimentStats(
                 e.name, dict(e.settings), summarize([o.test_accuracy for o in mine]),
                 summarize([o.seconds for o in mine]), e.claim, e.source))
-    order = {e.name: i for i, e in enumerate(experiments)}
-    runs = sorted(outcomes, key=lambda o: (order.get(o.experiment, 0), o.seed))
     return SweepReport(stats, runs, folder, workers, wall_seconds)
 
 
