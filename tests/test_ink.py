@@ -245,6 +245,21 @@ def test_a_patch_of_shadow_inside_the_page_is_not_a_stroke_and_is_no_piece():
     assert {labels[150, 100], labels[150, 215]} == {p.label for p in pieces}
 
 
+def test_a_digit_written_bold_beside_a_thin_one_is_a_stroke_and_a_patch_as_thick_is_not():
+    # Digits from different pens: a bold 0 is over BLOB times as thick as a thin 1, but
+    # long for its thickness; a patch of shadow as thick is about as long as thick.
+    rows, cols = np.mgrid[0:400, 0:400]
+    mask = np.zeros((400, 400), bool)
+    mask[100:200, 50:53] = True  # a 1, 3 px strokes
+    ring = np.hypot(rows - 150, cols - 150)
+    mask |= (ring >= 34) & (ring < 50)  # a 0, 16 px strokes
+    mask[250:290, 300:340] = True  # a patch, 40 px thick
+    labels, pieces = ink_pieces(mask, mask.astype(np.float32))
+    assert {p.label for p in pieces} == {labels[150, 51], labels[150, 105]}
+    thick = thickest_parts(labels, mask, pieces)
+    assert thick.max() > BLOB * stroke_width(thick)
+
+
 def test_the_strokes_width_is_the_thin_pieces_and_a_blot_is_over_blob_times_it():
     mask = np.zeros((200, 300), bool)
     mask[20:180, 40:48] = True  # 8 px strokes

@@ -2,10 +2,11 @@
 
 A photo or scan of a digit is dark ink on light paper, unevenly lit, often with a
 shadow, ruled or squared lines, dust, and the digit small somewhere in it. Ink is
-strokes: thin against the paper at the scale of the page's stroke width, where a shadow's
-patch is thick (:func:`thickest_parts`, :func:`stroke_width`). Each step here is public;
-:func:`find_digit` runs them in order, and :func:`map_ink` stops before choosing a digit
-(for :mod:`mnist_cnn.reading.segmentation`, which reads a whole number).
+strokes: thin against the paper at the scale of the page's stroke width, or long for their
+thickness, where a shadow's patch is thick and about as long as thick (:func:`is_stroke`).
+Each step here is public; :func:`find_digit` runs them in order, and :func:`map_ink`
+stops before choosing a digit (for :mod:`mnist_cnn.reading.segmentation`, which reads a
+whole number).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "ink_levels",
     "ink_mask",
     "ink_pieces",
+    "is_stroke",
     "map_ink",
     "noise_level",
     "one_over_another",
@@ -392,6 +394,8 @@ class Piece:
         Its strokes' width: twice its area over its perimeter.
     at_edge : bool
         Whether it touches the picture's edge.
+    area : int
+        Its pixels.
     """
 
     label: int
@@ -400,6 +404,7 @@ class Piece:
     mass: float
     width: float
     at_edge: bool
+    area: int
 
     @property
     def size(self) -> int:
@@ -411,10 +416,9 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
     """The connected pieces of ink that may belong to digits.
 
     Specks (pieces with under 2 % of the largest piece's ink) are dropped, and so are
-    pieces that are not strokes: thicker than :data:`BLOB` times the page's stroke
-    width (:func:`stroke_width`; a shadow's patch, a blot). When some ink lies inside
-    the picture, what comes in from its edge is suspect (a shadow, the table beside a
-    page): such pieces are dropped when over twice as thick as the strokes inside
+    pieces that are not strokes (:func:`is_stroke`: a shadow's patch, a blot). When some
+    ink lies inside the picture, what comes in from its edge is suspect (a shadow, the
+    table beside a page): such pieces are dropped when over twice as thick as the strokes inside
     (:func:`skimage.measure.regionprops` measures them).
 
     Parameters
@@ -439,7 +443,7 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
         r0, c0, r1, c1 = p.bbox
         pieces.append(Piece(p.label, p.bbox, p.centroid, p.area * p.intensity_mean,
                             2 * p.area / max(p.perimeter, 1.0),
-                            r0 == 0 or c0 == 0 or r1 == h or c1 == w))
+                            r0 == 0 or c0 == 0 or r1 == h or c1 == w, int(p.area)))
     if not pieces:
         return labels, pieces
     largest = max(p.mass for p in pieces)
@@ -454,8 +458,12 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
 
 
 #: A piece whose thickest part is this many times the page's stroke width is not a
-#: stroke: a patch of shadow, a blot, a finger.
+#: stroke (a patch of shadow, a blot, a finger)...
 BLOB = 4.0
+#: ...unless its area is this many squares of its thickest part: a digit written bold
+#: among thin ones is a long stroke (5 to 9 squares measured); a patch is about as long
+#: as thick (1 to 1.5).
+LONG = 3.0
 
 
 def thickest_parts(labels: np.ndarray, mask: np.ndarray, pieces: list[Piece]) -> np.ndarray:
@@ -475,13 +483,25 @@ def stroke_width(thickest: np.ndarray) -> float:
     return float(np.percentile(thickest, 25, method="lower"))
 
 
+def is_stroke(piece: Piece, thickest: float, stroke: float) -> bool:
+    """Whether a piece of ink is a stroke, given its thickest part
+    (:func:`thickest_parts`) and the page's stroke width (:func:`stroke_width`).
+
+    A stroke is no thicker than :data:`BLOB` stroke widths or, however thick, long for
+    its thickness (an area of :data:`LONG` squares of its thickest part: a digit written
+    bold beside thin ones). A patch of shadow, a blot or a finger is thick and about as
+    long as thick.
+    """
+    return bool(thickest <= BLOB * stroke or piece.area >= LONG * thickest ** 2)
+
+
 def _strokes(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray) -> list[Piece]:
-    """The pieces that are strokes: none thicker than :data:`BLOB` stroke widths."""
+    """The pieces that are strokes (:func:`is_stroke`)."""
     if len(pieces) < 2:
         return pieces
     thickest = thickest_parts(labels, mask, pieces)
     stroke = stroke_width(thickest)
-    return [p for p, t in zip(pieces, thickest, strict=True) if t <= BLOB * stroke]
+    return [p for p, t in zip(pieces, thickest, strict=True) if is_stroke(p, t, stroke)]
 
 
 def _grouped(pieces: list[Piece], gap: float) -> list[int]:

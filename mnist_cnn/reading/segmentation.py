@@ -30,11 +30,11 @@ import numpy as np
 from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.grouping import column_neighbours, groups
 from mnist_cnn.reading.ink import (
-    BLOB,
     InkMap,
     Piece,
     digit_ink,
     ink_pieces,
+    is_stroke,
     one_over_another,
     stroke_width,
     thickest_parts,
@@ -413,11 +413,11 @@ def _faint_digits(page: InkMap, rows: list[list[Character]], main_labels: np.nda
     found = np.zeros_like(page.mask)
     if not pieces:
         return found
-    # A faint piece is a stroke only if it is as thin as the page's strokes (a shadow,
-    # faint too, is a thick patch).
+    # A faint piece is a stroke as the page's strokes are (a shadow, faint too, is a
+    # thick patch).
     stroke = stroke_width(thickest_parts(main_labels, page.mask, main)) if main else np.inf
-    thin = thickest_parts(labels, labels > 0, pieces) <= BLOB * stroke
-    pieces = [p for p, ok in zip(pieces, thin, strict=True) if ok]
+    thickest = thickest_parts(labels, labels > 0, pieces)
+    pieces = [p for p, t in zip(pieces, thickest, strict=True) if is_stroke(p, t, stroke)]
     bands = [(min(c.bbox[0] for c in row), max(c.bbox[2] for c in row),
               float(np.median([c.height for c in row]))) for row in rows]
     for piece in pieces:
