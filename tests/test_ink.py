@@ -65,6 +65,15 @@ def test_polarity_survives_a_dark_shadow_over_a_third_of_the_page():
     assert ink_bright(grey)[150, 250] > 0.8
 
 
+def test_polarity_survives_a_lighting_gradient_across_the_page():
+    # Lit from one side: most of the paper lies on the ink's side of the picture's
+    # middle grey, but not of the paper's own level.
+    image, draw = page()
+    draw.line([(200, 80), (200, 220)], fill=0.55, width=6)
+    grey = np.clip(array(image) * np.linspace(0.5, 1.1, 400, dtype=np.float32)[None, :], 0, 1)
+    assert ink_bright(grey)[150, 200] > ink_bright(grey)[150, 180] + 0.1
+
+
 def test_background_removal_flattens_a_lighting_gradient_and_a_shadows_plateau():
     image, draw = page()
     draw.line([(200, 60), (200, 240)], fill=0.15, width=8)
@@ -294,6 +303,20 @@ def test_a_small_dim_photo_of_a_digit_filling_it_is_found_not_refused():
     found = find_digit(grey, "small")
     assert found.ink.shape[0] > 28 and found.ink.max() == pytest.approx(1.0)
     assert found.others == 0
+
+
+def test_a_small_photo_is_enlarged_without_a_dark_frame_taken_for_ink():
+    # Enlarged with scipy's default border (a constant 0), its last row and column
+    # turned black: in a noisy, low-contrast photo they were the strongest "ink", taken
+    # for a page's edges, and the digit was refused as "no ink found".
+    rng = np.random.default_rng(0)
+    image, draw = page((60, 60), paper=0.92)
+    draw.line([(18, 14), (40, 14), (30, 28), (42, 36), (38, 46), (18, 46)], fill=0.75, width=4)
+    grey = np.clip(array(image) + rng.normal(0, 0.04, (60, 60)), 0, 1).astype(np.float32)
+    ink = find_digit(grey, "small").ink  # a 3, its rows 12 to 48 of 60
+    assert ink.shape == (96, 96)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    assert 0.15 < rows[0] / 96 and rows[-1] / 96 < 0.85 and cols[-1] / 96 < 0.8
 
 
 def test_two_digits_side_by_side_are_counted_as_others():

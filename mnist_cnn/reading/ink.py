@@ -84,15 +84,20 @@ def ink_bright(grey: np.ndarray) -> np.ndarray:
     than the paper by more than anything is lighter than it, or the reverse. A shadow,
     darker than the paper like a pen's ink, is wide and still further from the
     extremes than the ink. Ink never covers most of the picture: a choice that would
-    make over half of it ink (a bold digit filling a small picture, which confuses the
-    fit) is reversed.
+    make over half of it ink (more than half the picture over halfway from the paper to
+    the extreme: a bold digit filling a small picture, which confuses the fit) is
+    reversed.
     """
     from scipy import ndimage
 
     residual = ndimage.uniform_filter(grey - estimate_background(grey, bright_ink=False), 3)
-    bright = 1.0 - grey if -residual.min() > residual.max() else grey
-    middle = (float(bright.min()) + float(bright.max())) / 2
-    return 1.0 - bright if (bright > middle).mean() > 0.5 else bright
+    dark = -residual.min() > residual.max()
+    ink = -residual if dark else residual
+    # Measured above the fitted paper, not in the raw picture: a strong lighting gradient
+    # puts most of the paper on the ink's side of the raw picture's middle level.
+    if (ink > ink.max() / 2).mean() > 0.5:
+        dark = not dark
+    return 1.0 - grey if dark else grey
 
 
 def remove_background(bright: np.ndarray) -> np.ndarray:
@@ -691,7 +696,10 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
         # A clean drawing (MNIST's own digits) needs none.
         from scipy import ndimage
 
-        grey = np.clip(ndimage.zoom(grey, _SMALL / min(grey.shape), order=3), 0, 1)
+        # Beyond the picture is more of its border (scipy's default, a constant 0, made
+        # the last row and column black: a dark frame taken for ink or a page's edge).
+        grey = np.clip(ndimage.zoom(grey, _SMALL / min(grey.shape), order=3, mode="nearest"),
+                       0, 1)
     page = map_ink(grey, name)
     labels, pieces = ink_pieces(page.mask, page.seen)
     digit = _chosen(page.mask, labels, pieces)
