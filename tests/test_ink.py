@@ -269,6 +269,18 @@ def test_a_digit_written_bold_beside_a_thin_one_is_a_stroke_and_a_patch_as_thick
     assert thick.max() > BLOB * stroke_width(thick)
 
 
+def test_a_sliver_cut_by_the_pictures_edge_does_not_set_the_stroke_width():
+    # A small bold 8 whose loops the blur filled is compact, as a blot is; it is one
+    # only if far thicker than the page's strokes, and the 2 px sliver of a shadow's
+    # edge along the border is no stroke to measure by.
+    rows, cols = np.mgrid[0:300, 0:300]
+    mask = np.zeros((300, 300), bool)
+    mask[0:2, 40:260] = True
+    mask |= (np.hypot(rows - 130, cols - 150) < 12) | (np.hypot(rows - 152, cols - 150) < 12)
+    labels, pieces = ink_pieces(mask, mask.astype(np.float32))
+    assert labels[130, 150] in {p.label for p in pieces}
+
+
 def test_the_strokes_width_is_the_thin_pieces_and_a_blot_is_over_blob_times_it():
     mask = np.zeros((200, 300), bool)
     mask[20:180, 40:48] = True  # 8 px strokes

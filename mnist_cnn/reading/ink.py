@@ -505,7 +505,10 @@ def _strokes(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray) -> list[
     if len(pieces) < 2:
         return pieces
     thickest = thickest_parts(labels, mask, pieces)
-    stroke = stroke_width(thickest)
+    # A piece cut by the picture's edge (a sliver of a shadow's edge) is thinner than
+    # its stroke: the strokes inside set the width when there are any.
+    inside = np.array([not p.at_edge for p in pieces])
+    stroke = stroke_width(thickest[inside] if inside.any() else thickest)
     return [p for p, t in zip(pieces, thickest, strict=True) if is_stroke(p, t, stroke)]
 
 
