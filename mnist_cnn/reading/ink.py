@@ -423,8 +423,8 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
     Specks (pieces with under 2 % of the largest piece's ink) are dropped, and so are
     pieces that are not strokes (:func:`is_stroke`: a shadow's patch, a blot). When some
     ink lies inside the picture, what comes in from its edge is suspect (a shadow, the
-    table beside a page): such pieces are dropped when over twice as thick as the strokes inside
-    (:func:`skimage.measure.regionprops` measures them).
+    table beside a page): such pieces are dropped when over twice as thick as the
+    strokes inside (:func:`skimage.measure.regionprops` measures them).
 
     Parameters
     ----------
