@@ -481,10 +481,16 @@ def thickest_parts(labels: np.ndarray, mask: np.ndarray, pieces: list[Piece]) ->
                           float).reshape(-1)
 
 
-def stroke_width(thickest: np.ndarray) -> float:
+def stroke_width(thickest: np.ndarray, pieces: list[Piece] | None = None) -> float:
     """The page's stroke width: the lower quartile of its pieces' thickest parts
     (:func:`thickest_parts`). A shadow is one thick piece among thin ones, so it does
-    not set the width."""
+    not set the width. Given the ``pieces`` measured, only those inside the picture
+    count when there are any: a piece cut by the picture's edge (a sliver of a
+    shadow's edge) is thinner than its stroke."""
+    if pieces is not None:
+        inside = np.array([not p.at_edge for p in pieces], bool)
+        if inside.any():
+            thickest = np.asarray(thickest)[inside]
     return float(np.percentile(thickest, 25, method="lower"))
 
 
@@ -505,10 +511,7 @@ def _strokes(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray) -> list[
     if len(pieces) < 2:
         return pieces
     thickest = thickest_parts(labels, mask, pieces)
-    # A piece cut by the picture's edge (a sliver of a shadow's edge) is thinner than
-    # its stroke: the strokes inside set the width when there are any.
-    inside = np.array([not p.at_edge for p in pieces])
-    stroke = stroke_width(thickest[inside] if inside.any() else thickest)
+    stroke = stroke_width(thickest, pieces)
     return [p for p, t in zip(pieces, thickest, strict=True) if is_stroke(p, t, stroke)]
 
 

@@ -415,7 +415,7 @@ def _faint_digits(page: InkMap, rows: list[list[Character]], main_labels: np.nda
         return found
     # A faint piece is a stroke as the page's strokes are (a shadow, faint too, is a
     # thick patch).
-    stroke = stroke_width(thickest_parts(main_labels, page.mask, main)) if main else np.inf
+    stroke = stroke_width(thickest_parts(main_labels, page.mask, main), main) if main else np.inf
     thickest = thickest_parts(labels, labels > 0, pieces)
     pieces = [p for p, t in zip(pieces, thickest, strict=True) if is_stroke(p, t, stroke)]
     bands = [(min(c.bbox[0] for c in row), max(c.bbox[2] for c in row),
