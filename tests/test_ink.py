@@ -126,6 +126,27 @@ def test_paper_grain_next_to_a_stroke_is_not_ink_and_a_lightly_pressed_part_is()
     assert ink_mask(ink, low, high)[10:40, 24:40].all()
 
 
+def test_a_lighter_digit_touching_a_darker_one_keeps_its_strokes():
+    ink = np.zeros((80, 120), np.float32)
+    ink[10:70, 20:24] = 0.5  # a dark digit's stroke
+    ink[40:44, 24:100] = 0.1  # a lighter digit's stroke touching it: its edges are
+    ink[41:43, 24:100] = 0.13  # under a quarter of the dark one, its middle just above
+    ink[10:30, 24:32] = 0.05  # the grain; the paper's grain beside the dark stroke
+    mask = ink_mask(ink, 0.04, 0.2, grain=0.12)
+    assert mask[40:44, 30:100].all()
+    assert not mask[10:30, 26:32].any()
+
+
+def test_grain_between_a_dark_stroke_and_a_light_one_close_by_does_not_bridge_them():
+    ink = np.zeros((80, 80), np.float32)
+    ink[10:70, 20:24] = 0.5  # a dark digit's stroke
+    ink[10:70, 30:34] = 0.13  # a light digit's stroke, six pixels away
+    ink[45:50, 24:30] = 0.05  # the paper's grain between them
+    mask = ink_mask(ink, 0.04, 0.2, grain=0.12)
+    assert mask[10:70, 30:34].all() and mask[10:70, 20:24].all()
+    assert not mask[45:50, 24:30].all(axis=1).any()  # no row of grain joins them
+
+
 def test_a_faint_rim_of_a_clean_drawing_stays_ink():
     image, draw = page(paper=1.0)
     draw.line([(100, 60), (100, 240)], fill=0.0, width=6)

@@ -11,6 +11,7 @@ whole number).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ __all__ = [
     "remove_background",
     "select_digit",
     "smooth_noise",
+    "smoothing",
     "stroke_width",
     "thickest_parts",
 ]
@@ -132,7 +134,13 @@ def smooth_noise(ink: np.ndarray) -> np.ndarray:
     pixels wide)."""
     from scipy import ndimage
 
-    return ndimage.gaussian_filter(ink, max(1.0, min(ink.shape) / 400))
+    return ndimage.gaussian_filter(ink, smoothing(ink.shape))
+
+
+def smoothing(shape: tuple[int, ...]) -> float:
+    """The width (Gaussian sigma, pixels) over which :func:`smooth_noise` smooths a
+    picture of this shape, and so over which its paper's grain stays correlated."""
+    return max(1.0, min(shape) / 400)
 
 
 def noise_level(ink: np.ndarray) -> float:
@@ -187,9 +195,15 @@ def ink_mask(ink: np.ndarray, low: float, high: float,
         Pixels that are never ink (the lines of :func:`find_lines`).
     grain : float
         How strong the paper's grain may be (:func:`map_ink`: 12 noise levels). A
-        pixel weaker than this and than a quarter of its piece's strongest ink is left
-        out: the grain next to a stroke, just above ``low``, does not spread the stroke
-        into a blot. A clean drawing has no grain, and its faint anti-aliased strokes
+        pixel weaker than this and than a quarter of the strongest ink it hangs on is
+        left out: the grain next to a stroke, just above ``low``, does not spread the
+        stroke into a blot. The ink it hangs on is the strongest ink at least as
+        strong as the grain within a few grains of it (4 :func:`smoothing` widths),
+        or, with none so near, the strongest of the nearest such ink's connected part
+        (a piece with no pixel as strong as the grain stands for itself): a digit
+        written lighter and touching a darker one keeps its strokes, and the grain
+        beside a stroke, or between two strokes written close, is judged against the
+        stronger. A clean drawing has no grain, and its faint anti-aliased strokes
         stay.
 
     Returns
@@ -205,17 +219,36 @@ def ink_mask(ink: np.ndarray, low: float, high: float,
     mask = apply_hysteresis_threshold(ink, low, high)
     if grain <= low or not mask.any():
         return mask
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    pieces, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    strong = mask & (ink >= grain)
+    with_strong = np.r_[False, ndimage.maximum(strong.astype(np.uint8), pieces,
+                                               np.arange(1, count + 1)) > 0]
+    anchors = strong | (mask & ~with_strong[pieces])
+    labels, count = ndimage.label(anchors, structure=np.ones((3, 3)))
     peaks = np.r_[0.0, ndimage.maximum(ink, labels, np.arange(1, count + 1))]
-    return mask & ((ink >= grain) | (ink >= _FAINTEST * peaks[labels]))
+    rows, cols = np.nonzero(mask)
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    # The strongest ink a few grains around; where there is none, the peak of the
+    # nearest ink (measured within the ink's box only: a page is mostly paper).
+    reach = 2 * math.ceil(_GRAIN_REACH * smoothing(ink.shape)) + 1
+    hung_on = ndimage.maximum_filter(np.where(anchors[box], ink[box], 0), size=reach)
+    _, (near_rows, near_cols) = ndimage.distance_transform_edt(~anchors[box],
+                                                               return_indices=True)
+    hung_on = np.where(hung_on > 0, hung_on, peaks[labels[box][near_rows, near_cols]])
+    kept = mask.copy()
+    kept[box] &= (ink[box] >= grain) | (ink[box] >= _FAINTEST * hung_on)
+    return kept
 
 
-#: A pixel as weak as the paper's grain is ink only if at least this share of its
-#: piece's strongest ink (:func:`ink_mask`).
+#: A pixel as weak as the paper's grain is ink only if at least this share of the
+#: strongest ink it hangs on (:func:`ink_mask`).
 _FAINTEST = 0.25
 #: The paper's grain, smoothed and correlated over a few pixels, reaches this many
 #: noise levels (:func:`noise_level`) in places.
 _GRAIN = 12
+#: A pixel as weak as the grain is judged against the strongest ink within this many
+#: smoothing widths (:func:`smoothing`) of it (:func:`ink_mask`).
+_GRAIN_REACH = 4
 #: Ruled lines are searched within this many degrees of horizontal and vertical.
 _LINE_TILT = 3.0
 #: A line covers at least this share of the picture's width (or height).
