@@ -28,7 +28,7 @@ from photolike import VARIANTS, photo_like  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mnist_cnn import load_dataset, predict  # noqa: E402
-from mnist_cnn.errors import ImageError  # noqa: E402
+from mnist_cnn.errors import ImageError, MnistCnnError  # noqa: E402
 
 
 def main() -> int:
@@ -41,7 +41,11 @@ def main() -> int:
     unknown = sorted(set(args.kinds) - set(VARIANTS))
     if unknown or not 1 <= args.count <= 10000:
         parser.error(f"unknown kind {unknown[0]}" if unknown else "--count must be 1 to 10000")
-    X_test, y_test = load_dataset(download=False)[4:]
+    try:
+        X_test, y_test = load_dataset(download=False)[4:]
+    except MnistCnnError as error:
+        print(f"read_photolike.py: {error}", file=sys.stderr)
+        return 1
     for kind in args.kinds or VARIANTS:
         rng = np.random.default_rng([args.seed, VARIANTS.index(kind)])
         picks = rng.choice(len(X_test), args.count, replace=False)

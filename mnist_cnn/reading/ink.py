@@ -219,11 +219,9 @@ def ink_mask(ink: np.ndarray, low: float, high: float,
     mask = apply_hysteresis_threshold(ink, low, high)
     if grain <= low or not mask.any():
         return mask
-    pieces, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    pieces, _ = ndimage.label(mask, structure=np.ones((3, 3)))
     strong = mask & (ink >= grain)
-    with_strong = np.r_[False, ndimage.maximum(strong.astype(np.uint8), pieces,
-                                               np.arange(1, count + 1)) > 0]
-    anchors = strong | (mask & ~with_strong[pieces])
+    anchors = strong | (mask & ~np.isin(pieces, pieces[strong]))
     labels, count = ndimage.label(anchors, structure=np.ones((3, 3)))
     peaks = np.r_[0.0, ndimage.maximum(ink, labels, np.arange(1, count + 1))]
     rows, cols = np.nonzero(mask)
