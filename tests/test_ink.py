@@ -12,6 +12,7 @@ from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.images import load_grey, preprocess_image
 from mnist_cnn.reading.ink import (
     BLOB,
+    InkMap,
     digit_ink,
     faint_parts,
     find_digit,
@@ -254,6 +255,24 @@ def test_a_5s_bar_written_apart_and_much_lighter_is_kept_at_full_strength():
     assert faint_parts(found, digit)[80, 200]  # ...but near the digit, lighter
     ink = find_ink(array(image), "test")
     assert ink[80, 200] > 0.9 and ink[120, 150] > 0.9
+
+
+def test_a_stroke_pressed_lighter_and_touching_the_rest_reaches_full_strength():
+    image, draw = page()
+    draw.line([(120, 80), (260, 80)], fill=0.55, width=8)  # a 7's bar, pressed lightly
+    draw.line([(260, 80), (180, 260)], fill=0.1, width=8)  # its stem
+    ink = find_ink(array(image), "test")
+    assert ink[80, 150] > 0.9 and ink[170, 220] > 0.9  # as in MNIST, black and white
+
+
+def test_ink_far_weaker_than_the_digits_strokes_stays_faint():
+    ink = np.zeros((80, 120), np.float32)
+    ink[10:70, 20:26] = 0.6  # a stroke
+    ink[30:40, 26:50] = 0.06  # grey paper taken in with it
+    found = InkMap(ink, ink, ink > 0, np.zeros(ink.shape, bool), low=0.04, high=0.2)
+    kept = digit_ink(found, found.mask)
+    assert kept[40, 22] == pytest.approx(1.0)
+    assert kept[30:40, 26:50].max() < 0.3
 
 
 def test_a_blank_or_uniform_page_has_no_ink():
