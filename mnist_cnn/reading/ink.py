@@ -654,11 +654,12 @@ def digit_ink(page: InkMap, pixels: np.ndarray) -> np.ndarray:
 
     The pixels and their anti-aliased rim (two pixels around, less other ink) are
     kept, and scaled so that each stroke reaches 1: the digit's strokes at their 90th
-    percentile, and a stroke pressed lighter (a pen running dry, one side of the page
-    lit less: as strong as :func:`faint_ink` finds) at the strongest ink of the digit
-    within its stroke width and rim, strengthened at most three times. MNIST's digits
-    were black and white before they were scaled: a stroke's strength says nothing of
-    the digit, and a light part kept grey reads as missing (a 7's light bar).
+    percentile; a stroke pressed lighter (a pen running dry, one side lit less), if it
+    is as strong as the lighter strokes :func:`faint_ink` finds, at the strongest ink
+    of the digit within its stroke width and rim, strengthened at most three times.
+    MNIST's digits were black and white before they were scaled: a stroke's strength
+    says nothing of the digit, and a light part kept grey reads as missing (a 7's
+    light bar read as a 1).
     """
     from scipy import ndimage
 
