@@ -143,6 +143,16 @@ def smoothing(shape: tuple[int, ...]) -> float:
     return max(1.0, min(shape) / 400)
 
 
+def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """The rows and columns around the pixels of a (non-empty) mask, ``margin`` more
+    on each side within the picture."""
+    from scipy import ndimage
+
+    rows, cols = ndimage.find_objects(mask.astype(np.int8))[0]
+    return (slice(max(rows.start - margin, 0), rows.stop + margin),
+            slice(max(cols.start - margin, 0), cols.stop + margin))
+
+
 def noise_level(ink: np.ndarray) -> float:
     """The paper's noise: a robust standard deviation of the ink image, which the paper
     dominates (median absolute deviation, scaled for a normal law; written out so that a
@@ -224,8 +234,7 @@ def ink_mask(ink: np.ndarray, low: float, high: float,
     anchors = strong | (mask & ~np.isin(pieces, pieces[strong]))
     labels, count = ndimage.label(anchors, structure=np.ones((3, 3)))
     peaks = np.r_[0.0, ndimage.maximum(ink, labels, np.arange(1, count + 1))]
-    rows, cols = np.nonzero(mask)
-    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    box = _box(mask)
     # The strongest ink a few grains around; where there is none, the peak of the
     # nearest ink (measured within the ink's box only: a page is mostly paper).
     reach = 2 * math.ceil(_GRAIN_REACH * smoothing(ink.shape)) + 1
@@ -666,19 +675,17 @@ def digit_ink(page: InkMap, pixels: np.ndarray) -> np.ndarray:
     from mnist_cnn.reading.mnist_format import stroke_width as mean_stroke_width
 
     level = float(np.percentile(page.ink[pixels], 90))
-    rim = ndimage.binary_dilation(pixels, iterations=_RIM) & ~(page.mask & ~pixels)
     floor = 0.5 * page.low
     reach = math.ceil(mean_stroke_width(pixels) / 2) + _RIM
-    rows, cols = np.nonzero(pixels)
-    window = (slice(max(rows.min() - reach, 0), rows.max() + reach + 1),
-              slice(max(cols.min() - reach, 0), cols.max() + reach + 1))
-    nearby = np.zeros_like(page.ink)
-    nearby[window] = ndimage.grey_dilation(np.where(pixels[window], page.ink[window], 0),
-                                           size=(2 * reach + 1, 2 * reach + 1))
+    window = _box(pixels, reach)  # holds the rim, and all the ink within reach of it
+    ink, mine = page.ink[window], pixels[window]
+    rim = ndimage.binary_dilation(mine, iterations=_RIM) & ~(page.mask[window] & ~mine)
+    nearby = ndimage.grey_dilation(np.where(mine, ink, 0), size=(2 * reach + 1,) * 2)
     lighter = np.maximum(np.minimum(level, nearby), floor + (level - floor) / _LIGHTER)
     strength = np.where(nearby >= page.high / _LIGHTER, lighter, level)
-    return (np.clip((page.ink - floor) / np.maximum(strength - floor, 1e-6), 0, 1)
-            * rim).astype(np.float32)
+    found = np.zeros(page.ink.shape, np.float32)
+    found[window] = np.clip((ink - floor) / np.maximum(strength - floor, 1e-6), 0, 1) * rim
+    return found
 
 
 def one_over_another(a: Piece, b: Piece) -> bool:
