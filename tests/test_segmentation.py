@@ -9,11 +9,13 @@ from scipy import ndimage
 
 from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.ink import map_ink
+from mnist_cnn.reading.mnist_format import MNIST_STROKE, stroke_width
 from mnist_cnn.reading.segmentation import (
     MAX_CHARACTERS,
     MAX_PIECES,
     PART,
     Character,
+    character_image,
     cut_candidates,
     find_characters,
     piece_splits,
@@ -175,6 +177,27 @@ def test_a_tall_digit_alone_in_its_row_is_not_cut():
     mask[40:150, 160:168] = True  # ...one with a long tail (a 9's), crossing no other row
     _, _, rows, _ = find_characters(mask, mask.astype(np.float32))
     assert len(rows) == 1 and max(c.height for c in rows[0]) == 110
+
+
+def test_a_digit_taller_than_its_row_is_given_strokes_thinner_in_proportion():
+    image = Image.new("L", (520, 260), 230)
+    draw = ImageDraw.Draw(image)
+    for left in (40, 140, 340, 440):  # 1s, 80 px tall, in a fine pen
+        draw.line([(left, 40), (left, 120)], fill=20, width=3)
+    draw.line([(220, 40), (280, 40), (240, 200)], fill=20, width=3)  # a 7, its tail long
+    page = read_page(np.asarray(image, np.float32) / 255, "a tall 7")
+    (row,) = page.rows
+    seven = max(row, key=lambda c: c.height)
+    height = page.row_height(0)
+    assert seven.height / height > 1.8
+    # Read alone, the 7 gets MNIST's width; in its row, as a 7 of the row's height
+    # would: its ink (its strokes' width times their length) in proportion.
+    alone = character_image(page, seven)
+    in_row = character_image(page, seven, height)
+    assert abs(stroke_width(alone) - MNIST_STROKE) < 0.6
+    assert abs(in_row.sum() / alone.sum() - height / seven.height) < 0.1
+    one = row[0]  # a digit of the row's height is given MNIST's width either way
+    assert np.array_equal(character_image(page, one), character_image(page, one, height))
 
 
 def test_a_digit_written_lighter_than_the_others_is_found_with_them():

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["crop_to_ink", "fit_box", "in_mnist_format", "mnist_format", "place_centred",
-           "stroke_width", "thicken"]
+__all__ = ["MNIST_STROKE", "crop_to_ink", "fit_box", "in_mnist_format", "mnist_format",
+           "place_centred", "stroke_width", "thicken"]
 
 #: A larger digit is first reduced to 4x MNIST's size (an 80 px box), where its strokes
 #: are measured and thickened, before the final 20 px.
 _FINE = 4
 #: MNIST's median stroke width in its 20 px box, measured as 2 * area / boundary pixels
 #: of the ink above 0.5 on the training set (5th percentile 2.1, median 2.8).
-_TARGET_STROKE = 2.8
+MNIST_STROKE = 2.8
 _THIN_STROKE = 2.0
 #: MNIST's mean centre of mass, in pixel-index coordinates (measured: 13.99, 14.00).
 _CENTRE = 14.0
@@ -138,12 +138,12 @@ def _quantised(canvas: np.ndarray) -> np.ndarray:
     return (np.round(canvas * 255) / 256).astype(np.float32)
 
 
-def mnist_format(digit: np.ndarray) -> np.ndarray:
+def mnist_format(digit: np.ndarray, stroke: float = MNIST_STROKE) -> np.ndarray:
     """A digit's ink, cropped (:func:`crop_to_ink`), as the network's 28x28 input.
 
     A large digit is first reduced to 4x MNIST's size, where a thin stroke made faint
     by the averaging is brought back to full strength; strokes thinner than MNIST's (a
-    fine pen on a large image) are thickened to its width (:func:`thicken`); the digit
+    fine pen on a large image) are thickened to ``stroke`` (:func:`thicken`); the digit
     is scaled to fit 20x20 keeping its aspect ratio (:func:`fit_box`), placed in 28x28
     with its centre of mass at the centre (:func:`place_centred`), quantised to 256
     grey levels and divided by 256 as the training data.
@@ -152,6 +152,11 @@ def mnist_format(digit: np.ndarray) -> np.ndarray:
     ----------
     digit : numpy.ndarray
         float, ink in [0, 1] on 0, cropped to the ink.
+    stroke : float
+        The width, in pixels of the 20 px box, that a fine pen's strokes are thickened
+        to: MNIST's median (:data:`MNIST_STROKE`) by default; less for a digit that
+        MNIST's scaling would have made thinner
+        (:func:`mnist_cnn.reading.segmentation.character_image`).
 
     Returns
     -------
@@ -163,6 +168,6 @@ def mnist_format(digit: np.ndarray) -> np.ndarray:
         digit = np.clip(digit / max(float(np.percentile(digit[digit > 0], 95)), 1e-6), 0, 1)
     scale = max(digit.shape) / 20  # pixels here per pixel of MNIST's 20 px box
     width = stroke_width(digit)
-    if width / scale < _THIN_STROKE:
-        digit = crop_to_ink(thicken(digit, width, _TARGET_STROKE * scale))
+    if width / scale < min(_THIN_STROKE, stroke):
+        digit = crop_to_ink(thicken(digit, width, stroke * scale))
     return _quantised(place_centred(fit_box(digit, 20)))

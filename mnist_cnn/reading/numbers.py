@@ -148,7 +148,7 @@ def _read(page: Page, character: Character, height: float, classify,
     """A character's best reading: its score (the product of its digits'
     probabilities, times :func:`_parting_prior` for each parting) and its digits,
     ``(part, 28x28 image, probabilities)`` each."""
-    image = character_image(page, character)
+    image = character_image(page, character, height)
     proba = classify([image])[0]
     best = float(proba.max()), [(character, image, proba)]
     if depth >= _DEPTH:

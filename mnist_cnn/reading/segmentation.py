@@ -39,7 +39,7 @@ from mnist_cnn.reading.ink import (
     stroke_width,
     thickest_parts,
 )
-from mnist_cnn.reading.mnist_format import crop_to_ink, mnist_format
+from mnist_cnn.reading.mnist_format import MNIST_STROKE, crop_to_ink, mnist_format
 
 __all__ = ["MAX_CHARACTERS", "MAX_PIECES", "PART", "Character", "Page", "character_image",
            "cut_candidates", "find_characters", "piece_splits", "read_page", "split",
@@ -508,10 +508,17 @@ def split(page: Page, character: Character, column: int) -> tuple[Character, Cha
     return parts[0], parts[1]
 
 
-def character_image(page: Page, character: Character) -> np.ndarray:
+def character_image(page: Page, character: Character,
+                    row_height: float | None = None) -> np.ndarray:
     """A character (its pieces, within its box's columns) as the network's 28x28 input
     (:func:`mnist_cnn.reading.ink.digit_ink`,
-    :func:`mnist_cnn.reading.mnist_format.mnist_format`)."""
+    :func:`mnist_cnn.reading.mnist_format.mnist_format`).
+
+    A number's digits are written with one pen, and MNIST scaled each digit to its box:
+    a digit taller than its row (``row_height``; a 9's or a 7's long tail) is given
+    strokes thinner in proportion when a fine pen's are thickened, as a digit of the
+    row's height is given MNIST's width.
+    """
     top, left, bottom, right = character.bbox
     # The window holds the character and the rim digit_ink adds (two pixels); its
     # columns are the box's: the same result as on the whole page, at the box's cost.
@@ -520,4 +527,5 @@ def character_image(page: Page, character: Character) -> np.ndarray:
     ink = digit_ink(page.ink.crop(window), pixels)
     if not (ink > 0).any():  # a sliver of a stroke, faded away by the smoothing
         return np.zeros((28, 28), np.float32)
-    return mnist_format(crop_to_ink(ink))
+    stroke = MNIST_STROKE * min(1.0, (row_height or character.height) / character.height)
+    return mnist_format(crop_to_ink(ink), stroke)
