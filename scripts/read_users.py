@@ -5,6 +5,7 @@ misreading listed.
 
     python scripts/read_users.py                       # the three sets beside the clone
     python scripts/read_users.py --weights run/model.npz
+    python scripts/read_users.py --turn 3              # every picture turned 3 degrees
 """
 
 from __future__ import annotations
@@ -29,8 +30,13 @@ def main() -> int:
     parser.add_argument("--numbers", nargs="*", type=Path, default=[SHARED / "user_numbers"],
                         help="folders of numbers (labels.csv: path, label_string, kind)")
     parser.add_argument("--weights", help="the model (default: the bundled one)")
+    parser.add_argument("--turn", type=float, default=0.0, metavar="DEGREES",
+                        help="turn every picture this many degrees counter-clockwise first, "
+                             "its edges continued (a photo taken askew); default 0")
     args = parser.parse_args()
-    extra = {"weights": args.weights} if args.weights else {}
+    if not -45 <= args.turn <= 45:
+        parser.error("--turn must be between -45 and 45 degrees")
+    extra = {"turn": args.turn, **({"weights": args.weights} if args.weights else {})}
     lines = []
     for folder in args.singles:
         start = time.perf_counter()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from photolike import compose_number
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 from test_segmentation import written
 
 from mnist_cnn import NumberReading, read_number
@@ -35,6 +36,12 @@ def test_a_printed_year_is_read_digit_by_digit_with_boxes_left_to_right():
 
 def test_rows_are_read_top_to_bottom_and_joined_by_a_space():
     assert read_number(written(["86", "305"])).text == "86 305"
+
+
+def test_a_page_photographed_askew_is_read_row_by_row():
+    lines = ["12345678901234", "56789012345678"]
+    tilted = ndimage.rotate(written(lines, size=60), -5, order=1, cval=225 / 255)
+    assert read_number(tilted).text == " ".join(lines)
 
 
 def test_a_blank_page_is_an_image_error():

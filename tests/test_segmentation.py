@@ -169,6 +169,19 @@ def test_digits_of_a_grids_rows_touching_are_cut_between_the_rows():
     assert all(c.height <= 60 for row in rows for c in row)  # not 110: cut
 
 
+@pytest.mark.parametrize("degrees", [-8, -4, 4, 8])
+def test_rows_of_a_tilted_page_are_found_along_the_tilt(degrees):
+    # Turned a few degrees, a long row drifts across the height bands of a level page
+    # (and fell apart into three to five rows).
+    lines = ["12345678901234", "56789012345678"]
+    grey = ndimage.rotate(written(lines, size=60), degrees, order=1, cval=225 / 255)
+    page = read_page(grey, "a tilted page")
+    assert [len(row) for row in page.rows] == [14, 14]
+    for row in page.rows:
+        lefts = [c.bbox[1] for c in row]
+        assert lefts == sorted(lefts)
+
+
 def test_a_tall_digit_alone_in_its_row_is_not_cut():
     mask = np.zeros((200, 400), bool)
     for left in range(40, 340, 60):  # one row of strokes 40 px tall...

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["Reading", "SetScore", "digits_matched", "read_labelled_numbers",
            "read_labelled_singles", "table_rows"]
 
@@ -95,14 +97,36 @@ def _rows(folder: Path, column: str) -> list[dict[str, str]]:
     return rows
 
 
-def read_labelled_singles(folder: str | os.PathLike, **predict_args: Any) -> SetScore:
+def _picture(path: Path, turn: float) -> str | np.ndarray:
+    """The picture at ``path``; unless ``turn`` is 0, turned ``turn`` degrees
+    counter-clockwise in its own frame, as a photo taken askew (the corners turned out
+    are lost, those turned in continue its edges). A picture that cannot be loaded is
+    left to the reader to refuse."""
+    from scipy import ndimage
+
+    from mnist_cnn.errors import ImageError
+    from mnist_cnn.reading.images import load_grey
+
+    if not turn:
+        return str(path)
+    try:
+        grey = load_grey(path)
+    except ImageError:
+        return str(path)
+    return np.clip(ndimage.rotate(grey, turn, reshape=False, order=1, mode="nearest"), 0, 1)
+
+
+def read_labelled_singles(folder: str | os.PathLike, turn: float = 0.0,
+                          **predict_args: Any) -> SetScore:
     """Read every single digit of a labelled folder with :func:`mnist_cnn.predict`
-    (``predict_args`` passed on); a picture refused counts as wrong."""
+    (``predict_args`` passed on), each picture turned ``turn`` degrees
+    counter-clockwise in its frame (:func:`scipy.ndimage.rotate`, its edges continued)
+    to measure how a photo taken askew is read; a picture refused counts as wrong."""
     from mnist_cnn.reading.predictions import Prediction, predict
 
     folder = Path(folder)
     rows = _rows(folder, "label")
-    found = predict([str(folder / row["path"]) for row in rows], errors="return",
+    found = predict([_picture(folder / row["path"], turn) for row in rows], errors="return",
                     **predict_args)
     score = SetScore(folder.name)
     for row, p in zip(rows, found, strict=True):
@@ -115,9 +139,10 @@ def read_labelled_singles(folder: str | os.PathLike, **predict_args: Any) -> Set
 
 def read_labelled_numbers(folder: str | os.PathLike,
                           progress: Callable[[str], None] | None = None,
-                          **read_args: Any) -> SetScore:
+                          turn: float = 0.0, **read_args: Any) -> SetScore:
     """Read every number of a labelled folder with :func:`mnist_cnn.read_number`
-    (``read_args`` passed on); a picture refused counts as read as nothing."""
+    (``read_args`` passed on), each picture turned ``turn`` degrees counter-clockwise as
+    in :func:`read_labelled_singles`; a picture refused counts as read as nothing."""
     from mnist_cnn.errors import ImageError
     from mnist_cnn.reading.numbers import read_number
 
@@ -127,7 +152,8 @@ def read_labelled_numbers(folder: str | os.PathLike,
         if progress:
             progress(row["path"])
         try:
-            read, note = read_number(str(folder / row["path"]), **read_args).text, ""
+            read, note = read_number(_picture(folder / row["path"], turn),
+                                     **read_args).text, ""
         except ImageError as exc:
             read, note = None, str(exc)
         score.readings.append(Reading(row["path"], row.get("kind", ""), row["label_string"],

@@ -22,6 +22,7 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -72,6 +73,8 @@ _FLAT = 3.0
 _TWO_HIGH = 1.6
 #: A character at least this many row heights wide may be touching digits.
 _MAY_TOUCH = 0.75
+#: A page may be tilted up to this many degrees either way; tilts are tried this far apart.
+_MAX_TILT, _TILT_STEP = 10.0, 0.5
 
 
 @dataclass(frozen=True)
@@ -147,21 +150,78 @@ def _character(group: list[Piece]) -> Character:
                       max(p.bbox[2] for p in group), max(p.bbox[3] for p in group)))
 
 
-def _rows(characters: list[Character]) -> list[list[Character]]:
-    """Characters in rows: each joins the row whose height band holds its middle."""
+def _levelled(c: Character, slope: float) -> tuple[float, float]:
+    """A character's top and bottom on a page tilted by ``slope`` (rows down per column
+    across), as if the page were level: measured from the tilted line through its middle."""
+    shift = slope * (c.bbox[1] + c.bbox[3]) / 2
+    return c.bbox[0] - shift, c.bbox[2] - shift
+
+
+def _median(ordered: list[float]) -> float:
+    """The median of a sorted list (as numpy's: the mean of the middle two)."""
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+
+
+def _banded(characters: list[Character], slope: float) -> list[list[Character]]:
+    """Characters in rows along ``slope``: each joins the row whose height band (its
+    characters' median top to median bottom) holds its middle."""
     rows: list[list[Character]] = []
+    tops: list[list[float]] = []  # each row's, kept sorted
+    bottoms: list[list[float]] = []
     for c in sorted(characters, key=lambda c: -c.height):  # tall ones set the bands
-        middle = (c.bbox[0] + c.bbox[2]) / 2
-        for row in rows:
-            top = np.median([r.bbox[0] for r in row])
-            bottom = np.median([r.bbox[2] for r in row])
-            if top <= middle <= bottom:
+        top, bottom = _levelled(c, slope)
+        middle = (top + bottom) / 2
+        for row, row_tops, row_bottoms in zip(rows, tops, bottoms, strict=True):
+            if _median(row_tops) <= middle <= _median(row_bottoms):
                 row.append(c)
+                bisect.insort(row_tops, top)
+                bisect.insort(row_bottoms, bottom)
                 break
         else:
             rows.append([c])
-    rows.sort(key=lambda row: np.median([(c.bbox[0] + c.bbox[2]) / 2 for c in row]))
-    return [sorted(row, key=lambda c: c.bbox[1]) for row in rows]
+            tops.append([top])
+            bottoms.append([bottom])
+    order = np.argsort([np.median([sum(_levelled(c, slope)) / 2 for c in row]) for row in rows],
+                       kind="stable")
+    return [sorted(rows[i], key=lambda c: c.bbox[1]) for i in order]
+
+
+def _tilt(characters: list[Character]) -> float:
+    """The page's tilt, as a slope (rows down per column across): 0 for a level page;
+    for a page turned a few degrees (a phone held askew, a sheet scanned crooked), the
+    tilt within :data:`_MAX_TILT` degrees along which its digits fall into the fewest
+    rows (of those, the one that lines up their middles best), when that is fewer than
+    level: a long row drifts across the height bands of a level page and falls apart.
+    Rows of marks far smaller than the page's characters (dust) do not count."""
+    if len(characters) < 3:
+        return 0.0
+    height = float(np.median([c.height for c in characters]))
+
+    def digit_rows(rows: list[list[Character]]) -> int:
+        return sum(any(c.height >= PART * height for c in row) for row in rows)
+
+    level = digit_rows(_banded(characters, 0.0))
+    if level == 1:
+        return 0.0
+    slopes = np.tan(np.deg2rad(np.arange(-_MAX_TILT, _MAX_TILT + 1e-9, _TILT_STEP)))
+    banded = {float(s): _banded(characters, float(s)) for s in slopes}
+    fewest = min(digit_rows(rows) for rows in banded.values())
+    if fewest == level:
+        return 0.0
+
+    def spread(slope: float) -> float:
+        middles = [[sum(_levelled(c, slope)) / 2 for c in row] for row in banded[slope]]
+        return float(sum(np.abs(np.subtract(m, np.median(m))).sum() for m in middles))
+
+    return min((s for s, rows in banded.items() if digit_rows(rows) == fewest),
+               key=lambda s: (spread(s), abs(s)))
+
+
+def _rows(characters: list[Character]) -> list[list[Character]]:
+    """Characters in rows, top to bottom, each left to right: each joins the row whose
+    height band holds its middle, along the page's tilt (:func:`_tilt`)."""
+    return _banded(characters, _tilt(characters))
 
 
 def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
@@ -284,18 +344,23 @@ def _flat_lines(characters: list[Character], labels: np.ndarray
 
 def _rows_parted(characters: list[Character], labels: np.ndarray) -> list[Character]:
     """The characters, those as tall as two or more of the others cut between the rows
-    of the others that they cross (digits of a grid's rows touching, or written close);
-    a tall digit that crosses one row (a 9's long tail) stays whole."""
+    of the others that they cross, along the page's tilt (digits of a grid's rows
+    touching, or written close); a tall digit that crosses one row (a 9's long tail)
+    stays whole."""
     if len(characters) < 3:
         return characters
     height = float(np.median([c.height for c in characters]))
     regular = [c for c in characters if c.height < _TWO_HIGH * height]
-    bands = [(float(np.median([c.bbox[0] for c in row])),
-              float(np.median([c.bbox[2] for c in row]))) for row in _rows(regular)]
+    slope = _tilt(regular)
+    bands = [(float(np.median([_levelled(c, slope)[0] for c in row])),
+              float(np.median([_levelled(c, slope)[1] for c in row])))
+             for row in _banded(regular, slope)]
     found = list(regular)
     for c in characters:
         if c.height >= _TWO_HIGH * height:
-            crossed = [(t, b) for t, b in bands if c.bbox[0] <= (t + b) / 2 <= c.bbox[2]]
+            shift = slope * (c.bbox[1] + c.bbox[3]) / 2  # the bands where this one stands
+            crossed = [(t + shift, b + shift) for t, b in bands
+                       if c.bbox[0] <= (t + b) / 2 + shift <= c.bbox[2]]
             found += _stacked_digits(c, crossed, labels) if len(crossed) > 1 else [c]
     return found
 
