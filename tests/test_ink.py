@@ -226,6 +226,22 @@ def test_specks_are_not_pieces_and_a_shadow_from_the_edge_is_dropped():
     assert (labels == pieces[0].label)[200, 200]
 
 
+def test_small_digits_beside_a_table_along_the_border_are_not_specks():
+    # A sheet photographed on a table: a dark band along the picture's side holds far
+    # more ink than any digit; beside it, a short thin 1 was under 2 % of it, a speck.
+    mask = np.zeros((400, 600), bool)
+    mask[:, 560:] = True  # the table, 40 px wide, along the right side
+    mask[150:250, 100:112] = True  # a 0's sides and top...
+    mask[150:250, 160:172] = True
+    mask[150:162, 100:172] = True
+    mask[238:250, 100:172] = True
+    mask[170:230, 300:303] = True  # ...and a short thin 1
+    ink = mask.astype(np.float32)
+    labels, pieces = ink_pieces(mask, ink)
+    kept = {int(labels[200, 105]), int(labels[200, 301])} - {0}
+    assert kept == {p.label for p in pieces}  # the 0 and the 1, not the table
+
+
 def test_the_digit_keeps_its_parts_and_the_central_one_wins_over_an_edge_blob():
     image, draw = page()
     five(draw, body=0.1, bar=0.1)

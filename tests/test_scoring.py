@@ -45,6 +45,18 @@ def test_a_labelled_folder_of_numbers_is_scored_per_kind(tmp_path):
         f"| {tmp_path.name} | **all** | 2/3 (66.7 %) | 9/10 (90.0 %) |"
 
 
+def test_a_labelled_folder_is_read_turned_as_photos_taken_askew(tmp_path):
+    lines = ["12345678901234", "56789012345678"]
+    Image.fromarray((written(lines, size=60) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.new("L", (200, 100), 200).save(tmp_path / "blank.png")
+    (tmp_path / "labels.csv").write_text(
+        f"path,label_string,kind\na.png,{' '.join(lines)},drawn\nblank.png,7,photo\n")
+    for turn in (-4, 4):
+        score = read_labelled_numbers(tmp_path, turn=turn)
+        assert score.exact() == (1, 2)  # the page read along its tilt; the blank refused
+        assert "no ink" in score.wrong()[0].note
+
+
 def _report(score) -> None:
     for r in score.wrong():
         print(f"misread: {r.path}: {r.label!r} as {r.read!r} {r.note}")

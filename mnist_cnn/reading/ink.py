@@ -464,7 +464,10 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
     pieces that are not strokes (:func:`is_stroke`: a shadow's patch, a blot). When some
     ink lies inside the picture, what comes in from its edge is suspect (a shadow, the
     table beside a page): such pieces are dropped when over twice as thick as the
-    strokes inside (:func:`skimage.measure.regionprops` measures them).
+    strokes inside (:func:`skimage.measure.regionprops` measures them). When the
+    largest piece is dropped (the table along the picture's side, a patch of shadow),
+    specks are judged again beside the largest piece kept: beside the table, a short
+    thin 1 had been a speck.
 
     Parameters
     ----------
@@ -492,6 +495,15 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
     if not pieces:
         return labels, pieces
     largest = max(p.mass for p in pieces)
+    kept = _kept_pieces(pieces, labels, mask, largest)
+    if kept and max(p.mass for p in kept) < largest:
+        kept = _kept_pieces(pieces, labels, mask, max(p.mass for p in kept))
+    return labels, kept
+
+
+def _kept_pieces(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray,
+                largest: float) -> list[Piece]:
+    """The pieces :func:`ink_pieces` keeps, specks judged beside ``largest``'s ink."""
     pieces = [p for p in pieces if p.mass >= 0.02 * largest]
     pieces = _strokes(pieces, labels, mask)
     inside = sorted((p for p in pieces if not p.at_edge), key=lambda p: p.width)
@@ -499,7 +511,7 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
         masses = np.cumsum([p.mass for p in inside])
         stroke = inside[int(np.searchsorted(masses, masses[-1] / 2))].width
         pieces = [p for p in pieces if not p.at_edge or p.width <= 2 * stroke]
-    return labels, pieces
+    return pieces
 
 
 #: A piece whose thickest part is this many times the page's stroke width is not a
