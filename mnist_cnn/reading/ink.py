@@ -503,7 +503,8 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
 
 def _kept_pieces(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray,
                 largest: float) -> list[Piece]:
-    """The pieces :func:`ink_pieces` keeps, specks judged beside ``largest``'s ink."""
+    """The pieces :func:`ink_pieces` keeps, a speck being under 2 % of ``largest`` (the
+    ink of the piece it is judged beside)."""
     pieces = [p for p in pieces if p.mass >= 0.02 * largest]
     pieces = _strokes(pieces, labels, mask)
     inside = sorted((p for p in pieces if not p.at_edge), key=lambda p: p.width)

@@ -151,8 +151,8 @@ def _character(group: list[Piece]) -> Character:
 
 
 def _levelled(c: Character, slope: float) -> tuple[float, float]:
-    """A character's top and bottom on a page tilted by ``slope`` (rows down per column
-    across), as if the page were level: measured from the tilted line through its middle."""
+    """A character's top and bottom as on the page levelled: less the tilt's drop at
+    its middle column (``slope``: rows down per column across)."""
     shift = slope * (c.bbox[1] + c.bbox[3]) / 2
     return c.bbox[0] - shift, c.bbox[2] - shift
 
