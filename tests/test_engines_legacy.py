@@ -332,6 +332,15 @@ def test_the_numpy_engine_in_float64_follows_the_real_lasagne_in_float64_to_1e_1
     assert max(gaps) <= 1e-12
 
 
+def drift(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
+    """How far two float32 runs' parameters are apart, as the float32 judge measures it: the
+    typical difference in each parameter array (the largest of the arrays' medians), and
+    the farthest thousandth of all parameters (the 99.9th percentile of the differences)."""
+    gaps = [np.abs(np.asarray(x, np.float64) - y).ravel() for x, y in zip(a, b, strict=True)]
+    return (max(float(np.median(g)) for g in gaps),
+            float(np.quantile(np.concatenate(gaps), 0.999)))
+
+
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_every_float32_engine_stays_within_the_real_librarys_own_float32_spread(mnist):
@@ -339,23 +348,31 @@ def test_every_float32_engine_stays_within_the_real_librarys_own_float32_spread(
     another CPU (Haswell's AVX2, and SkylakeX's AVX-512 where this CPU has it), are valid
     float32 arithmetics of the same library; how far the farthest drifts from the
     one-thread run on this CPU's kernels is the library's own spread, and each of our
-    engines must stay within 1.5 times it, after 20, 50 and 100 steps (which of them
-    drifts farthest depends on the CPU)."""
+    engines must stay within 1.5 times it, after 20, 50 and 100 steps, in both measures of
+    `drift`. Not the largest difference of any parameter: a first-layer bias near 0 is a
+    fork (the blank background's tied windows pass it gradient only while it is not
+    negative), and which way it goes is chance for any arithmetic, the real library's too
+    (its largest difference is printed)."""
     real = real_snapshots(mnist, "float32", blas_threads=1)
     others = {"2 threads": real_snapshots(mnist, "float32", blas_threads=2)}
     for name in other_blas_kernels():
         others[name] = real_snapshots(mnist, "float32", blas_threads=1, blas_kernels=name)
-    print(f"float32 after {JUDGE_STEPS} steps, largest parameter difference from the "
-          "real Lasagne on 1 OpenBLAS thread: real on " + "; ".join(
-              f"{name} " + ", ".join(f"{distance(a, b):.1e}"
-                                     for a, b in zip(other, real, strict=True))
-              for name, other in others.items()))
-    spread = [max(distance(other[i], real[i]) for other in others.values())
+    runs = {f"real on {name}": other for name, other in others.items()}
+    runs.update({engine: our_snapshots(mnist, engine)
+                 for engine in ("pytorch", "theano", "numpy")})
+    drifts = {name: [drift(a, b) for a, b in zip(run, real, strict=True)]
+              for name, run in runs.items()}
+    spread = [tuple(max(drifts[f"real on {name}"][i][m] for name in others) for m in (0, 1))
               for i in range(len(JUDGE_STEPS))]
-    assert min(spread) > 0  # other arithmetics, or the yardstick would be zero
+    assert min(min(s) for s in spread) > 0  # other arithmetics, or no yardstick
+    print(f"float32 after {JUDGE_STEPS} steps, from the real Lasagne on 1 OpenBLAS thread: "
+          "the largest of the arrays' median differences / the 99.9th percentile of all "
+          "(times the real library's spread) / the largest difference of any parameter")
+    for name, run in runs.items():
+        print(f"  {name}: " + "; ".join(
+            f"{d[0]:.1e} ({d[0] / s[0]:.2f}x) / {d[1]:.1e} ({d[1] / s[1]:.2f}x) / "
+            f"{distance(a, b):.1e}"
+            for d, s, a, b in zip(drifts[name], spread, run, real, strict=True)))
     for engine in ("pytorch", "theano", "numpy"):
-        gaps = [distance(a, b) for a, b in zip(our_snapshots(mnist, engine), real,
-                                                strict=True)]
-        print(f"  {engine}: " + ", ".join(f"{g:.1e} ({g / s:.2f}x)"
-                                           for g, s in zip(gaps, spread, strict=True)))
-        assert all(g <= 1.5 * s for g, s in zip(gaps, spread, strict=True)), engine
+        assert all(d[m] <= 1.5 * s[m] for d, s in zip(drifts[engine], spread, strict=True)
+                   for m in (0, 1)), engine
