@@ -15,7 +15,9 @@ and the failures seen in real users' photos:
 * ``shadow``: a small digit in a large photo, a sharp-edged shadow over part of it;
 * ``faint-part``: one side of the digit pressed harder than the other (down to 30 %);
 * ``small-low-contrast``: a 40-80 px picture, pen and paper close in tone;
-* ``specks``: dust and dots of ink around the digit.
+* ``specks``: dust and dots of ink around the digit;
+* ``cropped``: the photo cropped to the digit's strokes, a margin of 0 to 2 % of its
+  size left (its strokes touch the picture's sides).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 VARIANTS = ("dark-on-light", "thin-pen", "light-on-dark", "ruled-paper", "squared-paper",
-            "shadow", "faint-part", "small-low-contrast", "specks")
+            "shadow", "faint-part", "small-low-contrast", "specks", "cropped")
 
 
 def save_pngs(images: list[np.ndarray] | np.ndarray, folder: Path) -> list[Path]:
@@ -160,6 +162,11 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
                 radius = int(rng.integers(1, max(2, size // 40) + 1))
                 image[max(0, r - radius):r + radius, max(0, c - radius):c + radius] = pen
     image = image + rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
+    if variant == "cropped":
+        margin = int(rng.integers(0, int(0.02 * size) + 1))
+        rows, cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
+        image = image[max(rows[0] - margin, 0):rows[-1] + 1 + margin,
+                      max(cols[0] - margin, 0):cols[-1] + 1 + margin]
     return _jpeg(image, rng)
 
 

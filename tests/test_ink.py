@@ -24,10 +24,12 @@ from mnist_cnn.reading.ink import (
     ink_pieces,
     map_ink,
     noise_level,
+    polarity,
     remove_background,
     select_digit,
     smooth_noise,
     stroke_width,
+    surrounded_by_paper,
     thickest_parts,
 )
 
@@ -56,6 +58,42 @@ def test_dark_ink_on_paper_is_inverted_and_light_ink_on_a_board_is_not():
     assert ink_bright(grey)[150, 200] > ink_bright(grey)[150, 50]
     board = 1 - grey
     assert ink_bright(board)[150, 200] > ink_bright(board)[150, 50]
+
+
+def cropped_zero(height: int, width: int, pen: int) -> np.ndarray:
+    """A bold 0 photographed and cropped to its strokes: it touches all four sides."""
+    image, draw = page((height, width), paper=0.8)
+    draw.ellipse([(0, 0), (width - 1, height - 1)], outline=0.15, width=pen)
+    noise = np.random.default_rng(1).normal(0, 0.02, (height, width))
+    return np.clip(array(image) + noise, 0, 1).astype(np.float32)
+
+
+def test_polarity_is_sure_on_a_page_and_unsure_on_a_digit_filling_its_picture():
+    image, draw = page()
+    draw.ellipse([(150, 80), (230, 220)], outline=0.15, width=12)
+    assert polarity(array(image)).sure and polarity(array(image)).dark
+    assert not polarity(cropped_zero(60, 45, 9)).sure
+
+
+def test_a_margin_of_paper_continues_the_papers_level_and_grain_around_the_picture():
+    grey = cropped_zero(120, 90, 18)
+    out = surrounded_by_paper(grey)
+    margin = 30  # a quarter of the longer side
+    assert out.shape == (120 + 2 * margin, 90 + 2 * margin)
+    assert np.array_equal(out[margin:-margin, margin:-margin], grey)
+    around = np.concatenate([out[:margin].ravel(), out[-margin:].ravel()])
+    assert abs(np.median(around) - 0.8) < 0.01  # the paper, not the ink on the border
+    assert 0.015 < noise_level(around) < 0.025  # and its grain
+    assert np.array_equal(surrounded_by_paper(grey), out)  # the same every time
+
+
+@pytest.mark.parametrize(("height", "width", "pen"), [(120, 90, 18), (60, 45, 9)])
+def test_a_digit_cropped_to_its_strokes_is_found_as_with_paper_around_it(height, width, pen):
+    # Filling the picture, the 0 had been refused as "no ink found" (120x90) or read
+    # with its inside as ink (60x45): the paper's fit ran through the strokes.
+    seen = preprocess_image(cropped_zero(height, width, pen))
+    assert seen[12:16, 12:16].max() == 0  # the paper inside the 0
+    assert seen.sum() > 100  # and its ring
 
 
 def test_polarity_survives_a_dark_shadow_over_a_third_of_the_page():

@@ -157,6 +157,25 @@ def test_an_underline_and_a_mark_at_the_border_are_left_out_with_a_reason():
     assert reasons == ["a line across", "at the picture's border"]
 
 
+def cropped_to_ink(grey: np.ndarray) -> np.ndarray:
+    ink = np.argwhere(grey < 0.5)
+    (top, left), (bottom, right) = ink.min(axis=0), ink.max(axis=0) + 1
+    return grey[top:bottom, left:right]
+
+
+def test_a_number_cropped_to_its_digits_keeps_the_digit_that_fills_a_corner():
+    # A taller 7, then 2 and 4 level with its middle, the picture cut at the ink: the 7
+    # fills two corners, where a page's edge or a shadow would lie in a photo of a page.
+    seven, rest = cropped_to_ink(written(["7"], size=100)), cropped_to_ink(written(["24"]))
+    grey = np.full((len(seven), seven.shape[1] + 12 + rest.shape[1]), 225 / 255, np.float32)
+    grey[:, :seven.shape[1]] = seven
+    top = (len(seven) - len(rest)) // 2
+    grey[top:top + len(rest), -rest.shape[1]:] = rest
+    page = read_page(grey, "cropped")
+    assert [len(row) for row in page.rows] == [3]
+    assert page.left_out == []
+
+
 def test_digits_of_a_grids_rows_touching_are_cut_between_the_rows():
     mask = np.zeros((160, 400), bool)
     for top in (20, 90):  # two rows of five strokes, 40 px tall

@@ -24,6 +24,7 @@ __all__ = [
     "FoundDigit",
     "InkMap",
     "Piece",
+    "Polarity",
     "digit_ink",
     "estimate_background",
     "faint_ink",
@@ -40,11 +41,13 @@ __all__ = [
     "noise_level",
     "one_over_another",
     "other_digits",
+    "polarity",
     "remove_background",
     "select_digit",
     "smooth_noise",
     "smoothing",
     "stroke_width",
+    "surrounded_by_paper",
     "thickest_parts",
 ]
 
@@ -90,16 +93,52 @@ def ink_bright(grey: np.ndarray) -> np.ndarray:
     the extreme: a bold digit filling a small picture, which confuses the fit) is
     reversed.
     """
+    return 1.0 - grey if polarity(grey).dark else grey
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """Which way the ink of a picture lies from its paper (:func:`polarity`).
+
+    Attributes
+    ----------
+    dark : bool
+        Whether the ink is darker than the paper.
+    sure : bool
+        Whether one extreme stands out of the fitted paper at least twice as far as the
+        other, and the ink so found covers neither most of the picture nor most of its
+        border. When the ink fills most of a picture (a digit cropped to its strokes),
+        the fit runs between ink and paper, and the two extremes are alike or the paper
+        stands out as if it were the ink.
+    """
+
+    dark: bool
+    sure: bool
+
+
+def polarity(grey: np.ndarray) -> Polarity:
+    """Whether the ink of a greyscale picture is darker than its paper, as
+    :func:`ink_bright` decides it, and whether that is sure."""
     from scipy import ndimage
 
     residual = ndimage.uniform_filter(grey - estimate_background(grey, bright_ink=False), 3)
-    dark = -residual.min() > residual.max()
+    darkest, lightest = -float(residual.min()), float(residual.max())
+    dark = darkest > lightest
     ink = -residual if dark else residual
     # Measured above the fitted paper, not in the raw picture: a strong lighting gradient
     # puts most of the paper on the ink's side of the raw picture's middle level.
-    if (ink > ink.max() / 2).mean() > 0.5:
-        dark = not dark
-    return 1.0 - grey if dark else grey
+    strong = ink > ink.max() / 2
+    reversed_ = bool(strong.mean() > 0.5)
+    # A picture's border is mostly paper, or the picture is cropped into its ink.
+    border = np.concatenate([strong[0], strong[-1], strong[1:-1, 0], strong[1:-1, -1]])
+    sure = (max(darkest, lightest) >= _SURE * min(darkest, lightest)
+            and not reversed_ and border.mean() <= 0.5)
+    return Polarity(dark != reversed_, bool(sure))
+
+
+#: The extreme that is the ink stands out at least this many times as far as the other
+#: for the polarity to be sure (:func:`polarity`).
+_SURE = 2.0
 
 
 def remove_background(bright: np.ndarray) -> np.ndarray:
@@ -766,15 +805,75 @@ def _clean(grey: np.ndarray) -> bool:
     return noise_level(grey) <= _CLEAN and min(paper, 1 - paper) <= _CLEAN
 
 
+def surrounded_by_paper(grey: np.ndarray) -> np.ndarray:
+    """The picture with a margin of its paper around it, a quarter of its longer side
+    wide.
+
+    A picture's border is mostly paper: its paper is the border's pixels within three
+    noise deviations of their median (a stroke that reaches the border is far darker or
+    lighter). The margin beyond each side is drawn from that side's paper, so that it
+    has the paper's level there and its grain (with a fixed seed: the same picture, the
+    same margin)."""
+    sides = (grey[0], grey[-1], grey[:, 0], grey[:, -1])
+    border = np.concatenate(sides)
+    middle = float(np.median(border))
+    spread = 3 * noise_level(border) + _CLEAN
+    papers = [side[np.abs(side - middle) <= spread] for side in sides]
+    every = border[np.abs(border - middle) <= spread]
+    margin = max(1, round(max(grey.shape) / 4))
+    out = np.pad(grey, margin)
+    rng = np.random.default_rng(0)
+    # Above and below (corners included), then left and right.
+    regions = (out[:margin], out[-margin:], out[margin:-margin, :margin],
+               out[margin:-margin, -margin:])
+    for region, paper in zip(regions, papers, strict=True):
+        region[:] = rng.choice(paper if paper.size else every, region.shape)
+    return out
+
+
+def _sides(mask: np.ndarray) -> int:
+    """How many of the picture's four sides a mask touches."""
+    return sum(int(edge.any()) for edge in (mask[0], mask[-1], mask[:, 0], mask[:, -1]))
+
+
 def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
     """The digit of a greyscale image: :func:`map_ink`, :func:`select_digit`,
     :func:`faint_parts`, :func:`digit_ink`; and how many other digits it holds.
+
+    A picture cropped to the digit's strokes is read again with a margin of its paper
+    around it (:func:`surrounded_by_paper`): the steps measure the paper around the
+    ink, and scale with the picture, which a digit filling it confuses (the paper's fit
+    runs through the ink, the polarity is a toss, the top-hat takes in the strokes).
+    Such a picture is one whose polarity is not sure (:func:`polarity`), whose digit
+    touches two or more of its sides, or in which no ink was found.
 
     Raises
     ------
     ImageError
         If no ink stands out of the paper (a blank or almost uniform image).
     """
+    found = None
+    sure = polarity(grey).sure
+    if sure:
+        try:
+            found = _found_digit(grey, name)
+        except ImageError:
+            pass
+        else:
+            if _sides(found.ink > 0) < 2:
+                return found
+    try:
+        return _found_digit(surrounded_by_paper(grey), name)
+    except ImageError:
+        if found is not None:
+            return found
+        if sure:
+            raise
+    return _found_digit(grey, name)
+
+
+def _found_digit(grey: np.ndarray, name: str) -> FoundDigit:
+    """:func:`find_digit` on the picture as it is."""
     if min(grey.shape) < _SMALL and not _clean(grey):
         # A small photo is enlarged first: the smoothing and the background's blocks
         # are a pixel or more wide, too coarse for strokes a pixel or two wide in noise.

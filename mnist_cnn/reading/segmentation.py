@@ -315,7 +315,10 @@ def _at_border(pieces: list[Piece], shape: tuple[int, ...]
         if not p.at_edge:
             continue
         tall = (p.bbox[2] - p.bbox[0]) / height
-        if PART <= tall <= 2 and not _in_a_corner(p.bbox, shape):
+        # Digits as tall as half the picture: it is cropped to the number, and a digit at
+        # its end may fill a corner.
+        corner = _in_a_corner(p.bbox, shape) and height < shape[0] / 2
+        if PART <= tall <= 2 and not corner:
             kept.append(p)
         else:
             left_out.append((_character([p]), "at the picture's border, unlike the digits "
