@@ -81,7 +81,7 @@ def estimate_background(image: np.ndarray, bright_ink: bool = True) -> np.ndarra
             + coef[5] * C * C).astype(np.float32)
 
 
-def ink_bright(grey: np.ndarray) -> np.ndarray:
+def ink_bright(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     """The image with the ink bright: dark ink on light paper is inverted.
 
     Around a smooth surface fitted to the background without assuming a polarity
@@ -91,9 +91,16 @@ def ink_bright(grey: np.ndarray) -> np.ndarray:
     extremes than the ink. Ink never covers most of the picture: a choice that would
     make over half of it ink (more than half the picture over halfway from the paper to
     the extreme: a bold digit filling a small picture, which confuses the fit) is
-    reversed.
+    reversed (:func:`polarity`). ``dark`` is that polarity, if decided already.
     """
-    return 1.0 - grey if polarity(grey).dark else grey
+    if dark is None:
+        dark = polarity(grey).dark
+    return 1.0 - grey if dark else grey
+
+
+def _border(image: np.ndarray) -> np.ndarray:
+    """The pixels of a picture's outer rows and columns, each once."""
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
 
 
 @dataclass(frozen=True)
@@ -130,9 +137,8 @@ def polarity(grey: np.ndarray) -> Polarity:
     strong = ink > ink.max() / 2
     reversed_ = bool(strong.mean() > 0.5)
     # A picture's border is mostly paper, or the picture is cropped into its ink.
-    border = np.concatenate([strong[0], strong[-1], strong[1:-1, 0], strong[1:-1, -1]])
     sure = (max(darkest, lightest) >= _SURE * min(darkest, lightest)
-            and not reversed_ and border.mean() <= 0.5)
+            and not reversed_ and _border(strong).mean() <= 0.5)
     return Polarity(dark != reversed_, bool(sure))
 
 
@@ -435,11 +441,12 @@ class InkMap:
                       self.lines[window], self.low, self.high)
 
 
-def map_ink(grey: np.ndarray, name: str) -> InkMap:
+def map_ink(grey: np.ndarray, name: str, dark: bool | None = None) -> InkMap:
     """Where the ink of a greyscale page is, and how strong.
 
-    The steps: :func:`ink_bright`, :func:`remove_background`, :func:`smooth_noise`,
-    :func:`ink_levels`, :func:`find_lines`, :func:`ink_mask`.
+    The steps: :func:`ink_bright` (with ``dark``, the page's polarity if decided
+    already), :func:`remove_background`, :func:`smooth_noise`, :func:`ink_levels`,
+    :func:`find_lines`, :func:`ink_mask`.
 
     Raises
     ------
@@ -447,7 +454,7 @@ def map_ink(grey: np.ndarray, name: str) -> InkMap:
         If no ink stands out of the paper (a blank or almost uniform image); the
         message starts with ``name``.
     """
-    ink = remove_background(ink_bright(grey))
+    ink = remove_background(ink_bright(grey, dark))
     seen = smooth_noise(ink)
     noise = noise_level(seen)
     if float(seen.max()) < max(0.05, 6 * noise):
@@ -815,7 +822,7 @@ def surrounded_by_paper(grey: np.ndarray) -> np.ndarray:
     has the paper's level there and its grain (with a fixed seed: the same picture, the
     same margin)."""
     sides = (grey[0], grey[-1], grey[:, 0], grey[:, -1])
-    border = np.concatenate(sides)
+    border = _border(grey)
     middle = float(np.median(border))
     spread = 3 * noise_level(border) + _CLEAN
     papers = [side[np.abs(side - middle) <= spread] for side in sides]
@@ -832,8 +839,10 @@ def surrounded_by_paper(grey: np.ndarray) -> np.ndarray:
 
 
 def _sides(mask: np.ndarray) -> int:
-    """How many of the picture's four sides a mask touches."""
-    return sum(int(edge.any()) for edge in (mask[0], mask[-1], mask[:, 0], mask[:, -1]))
+    """How many of the picture's four sides a (non-empty) mask touches."""
+    rows, cols = _box(mask)
+    return ((rows.start == 0) + (rows.stop == mask.shape[0]) + (cols.start == 0)
+            + (cols.stop == mask.shape[1]))
 
 
 def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
@@ -854,10 +863,10 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
         If no ink stands out of the paper (a blank or almost uniform image).
     """
     found = None
-    sure = polarity(grey).sure
-    if sure:
+    known = polarity(grey)
+    if known.sure:
         try:
-            found = _found_digit(grey, name)
+            found = _found_digit(grey, name, known.dark)
         except ImageError:
             pass
         else:
@@ -868,13 +877,13 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
     except ImageError:
         if found is not None:
             return found
-        if sure:
+        if known.sure:
             raise
-    return _found_digit(grey, name)
+    return _found_digit(grey, name, known.dark)
 
 
-def _found_digit(grey: np.ndarray, name: str) -> FoundDigit:
-    """:func:`find_digit` on the picture as it is."""
+def _found_digit(grey: np.ndarray, name: str, dark: bool | None = None) -> FoundDigit:
+    """:func:`find_digit` on the picture as it is (``dark``: its polarity, if decided)."""
     if min(grey.shape) < _SMALL and not _clean(grey):
         # A small photo is enlarged first: the smoothing and the background's blocks
         # are a pixel or more wide, too coarse for strokes a pixel or two wide in noise.
@@ -885,7 +894,8 @@ def _found_digit(grey: np.ndarray, name: str) -> FoundDigit:
         # the last row and column black: a dark frame taken for ink or a page's edge).
         grey = np.clip(ndimage.zoom(grey, _SMALL / min(grey.shape), order=3, mode="nearest"),
                        0, 1)
-    page = map_ink(grey, name)
+        dark = None  # the enlarged picture's own
+    page = map_ink(grey, name, dark)
     labels, pieces = ink_pieces(page.mask, page.seen)
     digit = _chosen(page.mask, labels, pieces)
     ink = digit_ink(page, digit)
