@@ -17,19 +17,24 @@ and the failures seen in real users' photos:
 * ``small-low-contrast``: a 40-80 px picture, pen and paper close in tone;
 * ``specks``: dust and dots of ink around the digit;
 * ``cropped``: the photo cropped to the digit's strokes, a margin of 0 to 2 % of its
-  size left (its strokes touch the picture's sides).
+  size left (its strokes touch the picture's sides);
+* ``framed``: a box drawn around the digit (a form's box), apart from its strokes;
+* ``underlined``: a line drawn under the digit;
+* ``on-a-line``: the digit written on one ruled line, the only one in the picture.
 """
 
 from __future__ import annotations
 
 import io
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 VARIANTS = ("dark-on-light", "thin-pen", "light-on-dark", "ruled-paper", "squared-paper",
-            "shadow", "faint-part", "small-low-contrast", "specks", "cropped")
+            "shadow", "faint-part", "small-low-contrast", "specks", "cropped", "framed",
+            "underlined", "on-a-line")
 
 
 def save_pngs(images: list[np.ndarray] | np.ndarray, folder: Path) -> list[Path]:
@@ -133,6 +138,8 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
         left = int(rng.integers(width // 5, width - size - width // 5))
     field = np.zeros((height, width), np.float32)
     field[top:top + size, left:left + size] = ink
+    if variant in ("framed", "underlined"):
+        draw_marks(field, [_ink_box(field)], variant, rng)
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * cols / width + np.sin(angle) * rows / height)
@@ -145,8 +152,13 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
         if variant == "small-low-contrast":
             pen = paper - rng.uniform(0.15, 0.3)
         image = paper + gradient - (paper - pen) * field
-        if variant in ("ruled-paper", "squared-paper"):
-            lines = _lines(height, width, rng, variant == "squared-paper")
+        if variant in ("ruled-paper", "squared-paper", "on-a-line"):
+            if variant == "on-a-line":  # the line through the digit's lowest ink
+                lines = np.zeros((height, width), np.float32)
+                base = _ink_box(field)[2] - 1
+                lines[base:base + max(1, size // 60)] = 1
+            else:
+                lines = _lines(height, width, rng, variant == "squared-paper")
             strength = rng.uniform(0.25, 0.5) * (paper - pen)
             image = np.minimum(image, paper + gradient - strength * lines)
         if variant == "shadow":  # a straight-edged shadow across a corner or a side
@@ -170,16 +182,56 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
     return _jpeg(image, rng)
 
 
+def _ink_box(field: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(field.max(axis=1) > 0.1), np.flatnonzero(field.max(axis=0) > 0.1)
+    return rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+
+
+def draw_marks(field: np.ndarray, boxes: list[tuple[int, int, int, int]], marks: str,
+               rng: np.random.Generator) -> None:
+    """Draw, in ``field`` (ink 1 on 0), marks that are not digits around the digits in
+    ``boxes`` (top, left, bottom, right): ``"underlined"``, a line under them;
+    ``"framed"``, a box around them; ``"boxed"``, a box around each, side by side (a
+    form's boxes)."""
+    b = np.array(boxes)
+    height = int(np.median(b[:, 2] - b[:, 0]))
+    width = max(2, int(height * rng.uniform(0.02, 0.05)))
+    h, w = field.shape
+
+    def rectangle(top: int, left: int, bottom: int, right: int) -> None:
+        top, left = max(top, 0), max(left, 0)
+        bottom, right = min(bottom, h - 1), min(right, w - 1)
+        field[top:top + width, left:right] = 1
+        field[bottom - width:bottom, left:right] = 1
+        field[top:bottom, left:left + width] = 1
+        field[top:bottom, right - width:right] = 1
+
+    margin = int(height * rng.uniform(0.12, 0.25))
+    top, left, bottom, right = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+    if marks == "underlined":
+        y = min(bottom + margin, h - width - 1)
+        field[y:y + width, max(left - margin, 0):min(right + margin, w - 1)] = 1
+    elif marks == "framed":
+        rectangle(top - margin, left - margin, bottom + margin + width,
+                  right + margin + width)
+    elif marks == "boxed":  # the walls between the boxes halfway between the digits
+        walls = [left - margin] + [(r0 + l1 - width) // 2 for (_, _, _, r0), (_, l1, _, _)
+                                   in pairwise(boxes)] + [right + margin]
+        for l0, r0 in pairwise(walls):
+            rectangle(top - margin, l0, bottom + margin + width, r0 + width)
+
+
 def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
                    gap: tuple[float, float] = (-0.05, 0.5),
-                   baseline: float = 0.12, sizes: float = 0.15
+                   baseline: float = 0.12, sizes: float = 0.15, marks: str | None = None
                    ) -> tuple[bytes, list[tuple[int, int, int, int]]]:
     """A JPEG of a number written with the given digits' ink (each cropped, in [0, 1]),
     and each digit's box (top, left, bottom, right).
 
     Each digit is scaled to a common height (times 1 +- ``sizes``), set on a baseline
     that wanders by up to ``baseline`` heights, after a gap drawn from ``gap`` (in
-    heights; below 0 the digits overlap and may touch), on photo-like paper.
+    heights; below 0 the digits overlap and may touch), on photo-like paper; with
+    ``marks`` (:func:`draw_marks`), the number is underlined, framed or boxed.
     """
     height = int(rng.integers(50, 140))
     scaled = []
@@ -202,6 +254,8 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
         boxes.append((top, left, bottom, left + digit.shape[1]))
         field[top:bottom, left:left + digit.shape[1]] = np.maximum(
             field[top:bottom, left:left + digit.shape[1]], digit)
+    if marks:
+        draw_marks(field, boxes, marks, rng)
     h, w = field.shape
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)

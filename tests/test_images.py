@@ -10,7 +10,7 @@ from photolike import drawn_seven
 from PIL import Image
 
 from mnist_cnn.errors import ImageError
-from mnist_cnn.reading.images import preprocess_image
+from mnist_cnn.reading.images import load_grey, preprocess_image
 
 
 def ink_box(image: np.ndarray) -> tuple[int, int]:
@@ -44,6 +44,17 @@ def test_transparency_is_composited_onto_white(tmp_path):
     rgba = np.zeros((300, 300, 4), np.uint8)  # transparent everywhere...
     rgba[50:250, 140:160] = (0, 0, 0, 255)  # ...but a black vertical bar: a "1"
     Image.fromarray(rgba, "RGBA").save(tmp_path / "one.png")
+    x = preprocess_image(tmp_path / "one.png")
+    assert ink_box(x)[0] == 20 and x[0, 0] == 0
+
+
+def test_light_strokes_on_transparency_are_shown_on_black(tmp_path):
+    # A canvas exported with white strokes on a transparent background: on white, the
+    # strokes vanished ("no ink found").
+    rgba = np.zeros((300, 300, 4), np.uint8)
+    rgba[50:250, 140:160] = (255, 255, 255, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "one.png")
+    assert load_grey(tmp_path / "one.png")[0, 0] == 0
     x = preprocess_image(tmp_path / "one.png")
     assert ink_box(x)[0] == 20 and x[0, 0] == 0
 

@@ -12,6 +12,8 @@ from mnist_cnn.errors import ImageError
 from mnist_cnn.reading.images import load_grey, preprocess_image
 from mnist_cnn.reading.ink import (
     BLOB,
+    FRAME,
+    UNDERLINE,
     InkMap,
     digit_ink,
     faint_parts,
@@ -233,6 +235,23 @@ def test_a_single_long_stroke_inside_the_picture_is_not_a_line():
     assert not find_lines(ink > ink_levels(ink)[0]).any()
 
 
+def test_one_ruled_line_running_on_past_a_digit_is_a_line_and_a_tight_crops_bar_is_not():
+    # A digit written on a ruled line, the only one in the picture: the line read as
+    # the digit's base turned most digits into 2s.
+    image, draw = page((300, 400))
+    draw.line([(0, 240), (399, 240)], fill=0.5, width=3)  # the ruled line
+    draw.line([(200, 60), (200, 240)], fill=0.1, width=10)  # a 1 standing on it
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    lines = find_lines(ink > ink_levels(ink)[0])
+    assert lines[240, 50] and lines[240, 350] and not lines[150, 200]
+    # A 4 cropped to its ink: its bar runs from side to side, as does the rest of it.
+    image, draw = page((200, 160))
+    draw.line([(10, 0), (0, 130), (159, 130)], fill=0.1, width=10)
+    draw.line([(120, 60), (120, 199)], fill=0.1, width=10)
+    ink = smooth_noise(remove_background(ink_bright(array(image))))
+    assert not find_lines(ink > ink_levels(ink)[0]).any()
+
+
 def test_a_page_edge_along_the_pictures_border_is_a_line():
     image, draw = page((300, 300))
     draw.rectangle([(0, 0), (299, 5)], fill=0.2)  # the table beyond the page's top edge
@@ -259,7 +278,7 @@ def test_specks_are_not_pieces_and_a_shadow_from_the_edge_is_dropped():
     mask[10, 10] = True  # a speck
     mask[300:400, 0:120] = True  # a plateau coming in from the corner
     ink[mask] = 1.0
-    labels, pieces = ink_pieces(mask, ink)
+    labels, pieces, _ = ink_pieces(mask, ink)
     assert len(pieces) == 1
     assert (labels == pieces[0].label)[200, 200]
 
@@ -275,9 +294,51 @@ def test_small_digits_beside_a_table_along_the_border_are_not_specks():
     mask[238:250, 100:172] = True
     mask[170:230, 300:303] = True  # ...and a short thin 1
     ink = mask.astype(np.float32)
-    labels, pieces = ink_pieces(mask, ink)
+    labels, pieces, _ = ink_pieces(mask, ink)
     kept = {int(labels[200, 105]), int(labels[200, 301])} - {0}
     assert kept == {p.label for p in pieces}  # the 0 and the 1, not the table
+
+
+def test_a_box_drawn_around_a_digit_is_set_aside_and_a_round_0_holding_a_dot_is_not():
+    rows, cols = np.mgrid[0:300, 0:500]
+    mask = np.zeros((300, 500), bool)
+    mask[40:260, 30:200] = True  # a box, 4 px lines
+    mask[44:256, 34:196] = False
+    mask[100:200, 110:118] = True  # the 1 inside it
+    ring = np.hypot((rows - 150) / 1.3, cols - 380)
+    mask |= (ring >= 60) & (ring < 70)  # a 0 as tall as the box...
+    mask[142:158, 372:388] = True  # ...holding a dot
+    labels, pieces, marks = ink_pieces(mask, mask.astype(np.float32))
+    assert [(labels[40, 100] == p.label, why) for p, why in marks] == [(True, FRAME)]
+    assert {p.label for p in pieces} == {labels[150, 114], labels[150, 380 - 65],
+                                         labels[150, 380]}
+
+
+def test_a_line_under_a_digit_is_set_aside_but_a_bar_over_its_digit_is_not():
+    mask = np.zeros((300, 500), bool)
+    mask[60:180, 100:108] = True  # a 1
+    mask[200:206, 70:140] = True  # underlined, 20 px under it
+    mask[60:66, 300:380] = True  # a 7's bar written apart...
+    mask[72:180, 372:380] = True  # ...over its stem
+    mask[290:296, 250:450] = True  # the page's edge, far under the 7
+    labels, pieces, marks = ink_pieces(mask, mask.astype(np.float32))
+    assert [(labels[203, 100] == p.label, why) for p, why in marks] == [(True, UNDERLINE)]
+    assert labels[63, 340] in {p.label for p in pieces}
+    assert labels[293, 300] in {p.label for p in pieces}
+
+
+@pytest.mark.parametrize("mark", ["framed", "underlined"])
+def test_a_digit_written_bold_in_a_thin_box_or_over_a_thin_line_is_the_digit(mark):
+    # Measured against the thin mark, the bold digit's strokes were a blot's: the mark
+    # was read as the digit (a box as 0, a line as 1 or 2).
+    image, draw = page((400, 400))
+    draw.line([(200, 100), (200, 300)], fill=0.1, width=40)  # a bold 1
+    if mark == "framed":
+        draw.rectangle([(120, 60), (280, 340)], outline=0.2, width=3)
+    else:
+        draw.line([(140, 340), (260, 340)], fill=0.2, width=3)
+    digit = find_ink(array(image), mark) > 0.5
+    assert digit[200, 200] and not digit[340, 140:260].any()
 
 
 def test_the_digit_keeps_its_parts_and_the_central_one_wins_over_an_edge_blob():
@@ -343,7 +404,7 @@ def test_a_patch_of_shadow_inside_the_page_is_not_a_stroke_and_is_no_piece():
     mask[100:110, 150:220] = True  # a 7's bar
     mask[100:200, 210:220] = True  # and its stem
     mask[250:330, 280:360] = True  # a shadow's patch, 80 px thick, inside the page
-    labels, pieces = ink_pieces(mask, mask.astype(np.float32))
+    labels, pieces, _ = ink_pieces(mask, mask.astype(np.float32))
     assert len(pieces) == 2 and (labels > 0)[290, 320]  # labelled, but not a piece
     assert {labels[150, 100], labels[150, 215]} == {p.label for p in pieces}
 
@@ -357,7 +418,7 @@ def test_a_digit_written_bold_beside_a_thin_one_is_a_stroke_and_a_patch_as_thick
     ring = np.hypot(rows - 150, cols - 150)
     mask |= (ring >= 34) & (ring < 50)  # a 0, 16 px strokes
     mask[250:290, 300:340] = True  # a patch, 40 px thick
-    labels, pieces = ink_pieces(mask, mask.astype(np.float32))
+    labels, pieces, _ = ink_pieces(mask, mask.astype(np.float32))
     assert {p.label for p in pieces} == {labels[150, 51], labels[150, 105]}
     thick = thickest_parts(labels, mask, pieces)
     assert thick.max() > BLOB * stroke_width(thick)
@@ -371,7 +432,7 @@ def test_a_sliver_cut_by_the_pictures_edge_does_not_set_the_stroke_width():
     mask = np.zeros((300, 300), bool)
     mask[0:2, 40:260] = True
     mask |= (np.hypot(rows - 130, cols - 150) < 12) | (np.hypot(rows - 152, cols - 150) < 12)
-    labels, pieces = ink_pieces(mask, mask.astype(np.float32))
+    labels, pieces, _ = ink_pieces(mask, mask.astype(np.float32))
     assert labels[130, 150] in {p.label for p in pieces}
 
 
@@ -383,7 +444,7 @@ def test_the_strokes_width_is_the_thin_pieces_and_a_blot_is_over_blob_times_it()
     from skimage.measure import label
 
     labels = label(mask)
-    _, pieces = ink_pieces(mask, mask.astype(np.float32))
+    _, pieces, _ = ink_pieces(mask, mask.astype(np.float32))
     thick = thickest_parts(labels, mask, pieces)
     assert stroke_width(thick) == pytest.approx(8, abs=2)
     assert len(pieces) == 2  # the blot is left out...

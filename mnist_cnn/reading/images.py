@@ -91,7 +91,8 @@ def _check_size(name: str, width: int, height: int) -> None:
 
 
 def load_grey(src: Any) -> np.ndarray:
-    """Float32 greyscale in [0, 1]: EXIF orientation applied, transparency on white.
+    """Float32 greyscale in [0, 1]: EXIF orientation applied, transparency on white (on
+    black for light strokes drawn on transparency).
 
     Raises
     ------
@@ -139,7 +140,7 @@ def _load_grey(src: Any) -> np.ndarray:
         factor = -(-max(image.size) // _WORK_MAX_SIDE)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, _backdrop(rgba)), rgba)
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
             grey = np.nan_to_num(np.asarray(image, np.float32), posinf=0.0, neginf=0.0)
             grey = grey / max(float(grey.max()), 1.0)
@@ -153,6 +154,19 @@ def _load_grey(src: Any) -> np.ndarray:
         raise ImageError(f"{name}: refused as a decompression bomb ({_one_line(exc)})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({_one_line(exc)})") from None
+
+
+def _backdrop(rgba) -> str:
+    """What a transparent picture is shown on: white, unless it is light strokes on
+    transparency (its opaque pixels under half the picture, most of them light), which
+    white would hide."""
+    pixels = np.asarray(rgba)
+    opaque = pixels[..., 3] >= 128
+    if opaque.mean() < 0.5 and opaque.any():
+        grey = np.asarray(rgba.convert("L"))[opaque]
+        if np.median(grey) > 127:
+            return "black"
+    return "white"
 
 
 def preprocess_image(src: Any) -> np.ndarray:

@@ -21,6 +21,10 @@ from mnist_cnn.reading.grouping import column_neighbours, groups
 
 __all__ = [
     "BLOB",
+    "FLAT",
+    "FRAME",
+    "UNDERLINE",
+    "WIDE",
     "FoundDigit",
     "InkMap",
     "Piece",
@@ -36,7 +40,10 @@ __all__ = [
     "ink_levels",
     "ink_mask",
     "ink_pieces",
+    "is_frame",
+    "is_line",
     "is_stroke",
+    "is_underline",
     "map_ink",
     "noise_level",
     "one_over_another",
@@ -359,15 +366,36 @@ def _lines_across(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray, int, in
     return found, count, thickest
 
 
+#: A single thin line inside the picture is a ruled line when it runs on this share of
+#: the picture's length beyond the rest of the ink at both ends.
+_BEYOND = 0.05
+
+
+def _beyond_the_rest(mask: np.ndarray, line: np.ndarray, vertical: bool) -> bool:
+    """Whether the rest of the ink lies within the line's length, short of both of its
+    ends by :data:`_BEYOND` of it (a digit written on a ruled line, the line's ends in
+    the paper either side; a tight crop's 4 has its bar as wide as the rest)."""
+    along = np.nonzero(mask & ~line)[0 if vertical else 1]
+    if not along.size:
+        return False
+    length = mask.shape[0 if vertical else 1]
+    # (a few specks of the paper's grain near the picture's edges do not count)
+    first, last = np.percentile(along, [0.5, 99.5])
+    return bool(first >= _BEYOND * length and last < (1 - _BEYOND) * length)
+
+
 def find_lines(mask: np.ndarray) -> np.ndarray:
     """Ruled or squared paper's lines and the edges of a page, to be ignored as ink.
 
     Such lines run straight across the whole picture, from edge to edge, within a few
     degrees of horizontal or vertical (found by a Hough transform,
     :func:`skimage.transform.hough_line`). They count when there are at least two
-    parallel ones (ruled or squared paper) or when one lies along the picture's edge (a
-    page's edge); a single long stroke inside the picture (a 1 in a tight crop) is not
-    a line. Where a stroke crosses a line, the crossing is not part of the line.
+    parallel ones (ruled or squared paper), when one lies along the picture's edge (a
+    page's edge), or when one is thin (under a twentieth of the picture across) and
+    runs on past the rest of the ink at both ends (:func:`_beyond_the_rest`: a digit
+    written on a ruled line, the only one in the picture). A single long stroke inside
+    the picture (a 1 in a tight crop) is not a line. Where a stroke crosses a line, the
+    crossing is not part of the line.
 
     Parameters
     ----------
@@ -393,7 +421,8 @@ def find_lines(mask: np.ndarray) -> np.ndarray:
             where = np.flatnonzero(pixels.any(axis=0 if vertical else 1))
             across = w if vertical else h
             edge = max(1, across // 20)
-            if where.min() >= edge and where.max() < across - edge:
+            if (where.min() >= edge and where.max() < across - edge
+                    and not (thickest <= edge and _beyond_the_rest(mask, pixels, vertical))):
                 continue
         if count:
             # and a line's fringe, a pixel either side (anti-aliasing, JPEG)
@@ -503,11 +532,14 @@ class Piece:
         return max(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1])
 
 
-def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
+def ink_pieces(mask: np.ndarray, ink: np.ndarray
+               ) -> tuple[np.ndarray, list[Piece], list[tuple[Piece, str]]]:
     """The connected pieces of ink that may belong to digits.
 
-    Specks (pieces with under 2 % of the largest piece's ink) are dropped, and so are
-    pieces that are not strokes (:func:`is_stroke`: a shadow's patch, a blot). When some
+    Specks (pieces with under 2 % of the largest piece's ink) are dropped. Marks that
+    are not digits are set aside with the reason: a box drawn around others
+    (:func:`is_frame`), a line under them (:func:`is_underline`). Then pieces that are
+    not strokes (:func:`is_stroke`: a shadow's patch, a blot) are dropped. When some
     ink lies inside the picture, what comes in from its edge is suspect (a shadow, the
     table beside a page): such pieces are dropped when over twice as thick as the
     strokes inside (:func:`skimage.measure.regionprops` measures them). When the
@@ -527,6 +559,9 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
     labels : numpy.ndarray
         int: each pixel's piece (0: none), 8-connected.
     pieces : list of Piece
+        The pieces kept.
+    marks : list of (Piece, str)
+        The frames and underlines set aside, and why.
     """
     from skimage.measure import label, regionprops
 
@@ -539,26 +574,128 @@ def ink_pieces(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Piec
                             2 * p.area / max(p.perimeter, 1.0),
                             r0 == 0 or c0 == 0 or r1 == h or c1 == w, int(p.area)))
     if not pieces:
-        return labels, pieces
+        return labels, pieces, []
     largest = max(p.mass for p in pieces)
-    kept = _kept_pieces(pieces, labels, mask, largest)
+    kept, marks = _kept_pieces(pieces, labels, mask, largest)
     if kept and max(p.mass for p in kept) < largest:
-        kept = _kept_pieces(pieces, labels, mask, max(p.mass for p in kept))
-    return labels, kept
+        kept, marks = _kept_pieces(pieces, labels, mask, max(p.mass for p in kept))
+    return labels, kept, marks
+
+
+#: Why a mark is set aside (:func:`ink_pieces`).
+FRAME = "a box drawn around the digits (a frame), not a digit"
+UNDERLINE = "a line under the digits (an underline), not a digit"
+
+
+#: A mark at least this many times as wide as tall, and no taller than :data:`FLAT`
+#: times its strokes' width, is a line (an underline, a dash), not a digit.
+WIDE, FLAT = 3.0, 3.0
+
+
+def is_line(width: float, height: float, stroke: float) -> bool:
+    """Whether a mark ``width`` by ``height`` drawn with strokes ``stroke`` wide is a
+    line across (an underline, a dash): wide and flat (:data:`WIDE`, :data:`FLAT`)."""
+    return width >= WIDE * height and height <= FLAT * stroke
+
+
+def is_underline(piece: Piece, boxes: np.ndarray) -> bool:
+    """Whether a piece of ink is a line drawn under others (:func:`is_line`).
+
+    Such a line lies under the marks it underlines (overlapping half the narrower's
+    columns), at least its own thickness and at most the nearest mark's height below
+    them, and nearer to them than to anything under it. A 5's or a 7's bar written
+    apart lies over its digit's body, a 2's base drawn apart starts where the stroke
+    above it ended, and a page's edge lies far below the digits.
+
+    Parameters
+    ----------
+    piece : Piece
+        The piece.
+    boxes : numpy.ndarray
+        int (N, 4): the boxes of the page's pieces (``Piece.bbox``), this one's among
+        them or not.
+    """
+    top, left, bottom, right = piece.bbox
+    if not is_line(right - left, bottom - top, piece.width):
+        return False
+    overlap = np.minimum(boxes[:, 3], right) - np.maximum(boxes[:, 1], left)
+    beside = boxes[overlap >= 0.5 * np.minimum(boxes[:, 3] - boxes[:, 1], right - left)]
+    over = beside[beside[:, 2] <= top]
+    under = beside[beside[:, 0] >= bottom]
+    if not len(over):
+        return False
+    nearest = over[np.argmax(over[:, 2])]
+    gap = top - nearest[2]
+    return bool(piece.width <= gap <= nearest[2] - nearest[0]
+                and (not len(under) or under[:, 0].min() - bottom > 2 * gap))
+
+
+#: A frame's side is ink along this share of its length...
+_ALONG = 0.85
+#: ...within this many of its strokes' widths (or this share of the frame's size) of
+#: the frame's box: a side drawn by hand wavers.
+_WAVER, _WAVER_SHARE = 1.5, 0.04
+
+
+def is_frame(piece: Piece, labels: np.ndarray, boxes: np.ndarray) -> bool:
+    """Whether a piece of ink is a box drawn around others (a form's box, a frame), not
+    part of a digit.
+
+    A frame's ink runs along all four sides of its box: on each side, the outermost ink
+    of at least :data:`_ALONG` of the side's columns (or rows) lies within
+    :data:`_WAVER` stroke widths of the side; and it holds another piece inside its box.
+    A 0 is round (its outermost ink meets its box only near the middle of each side),
+    and holds no piece of its own.
+
+    Parameters
+    ----------
+    piece : Piece
+        The piece.
+    labels : numpy.ndarray
+        int: each pixel's piece (:func:`ink_pieces`).
+    boxes : numpy.ndarray
+        int (N, 4): the boxes of the page's pieces (``Piece.bbox``), this one's among
+        them or not.
+    """
+    top, left, bottom, right = piece.bbox
+    # A frame is hollow: a speck or a blot fills its box, and is not compared with
+    # every other piece (a page of specks has thousands).
+    if piece.area > 0.7 * (bottom - top) * (right - left) or not np.any(
+            (boxes[:, 0] > top) & (boxes[:, 1] > left) & (boxes[:, 2] < bottom)
+            & (boxes[:, 3] < right)):
+        return False
+    mine = labels[top:bottom, left:right] == piece.label
+    for side in (mine, mine[::-1], mine.T, mine.T[::-1]):  # top, bottom, left, right
+        near = max(_WAVER * piece.width, _WAVER_SHARE * side.shape[0])
+        # the first row of ink in each column, from this side (a column without ink: never)
+        first = np.where(side.any(axis=0), side.argmax(axis=0), side.shape[0])
+        if np.mean(first < near) < _ALONG:
+            return False
+    return True
 
 
 def _kept_pieces(pieces: list[Piece], labels: np.ndarray, mask: np.ndarray,
-                largest: float) -> list[Piece]:
+                 largest: float) -> tuple[list[Piece], list[tuple[Piece, str]]]:
     """The pieces :func:`ink_pieces` keeps, a speck being under 2 % of ``largest`` (the
-    ink of the piece it is judged beside)."""
+    ink of the piece it is judged beside), and the marks it sets aside."""
     pieces = [p for p in pieces if p.mass >= 0.02 * largest]
-    pieces = _strokes(pieces, labels, mask)
+    # Set aside before the strokes are measured: a thin frame or underline beside a
+    # digit written bold would make the digit look like a blot.
+    boxes = np.array([p.bbox for p in pieces], int).reshape(-1, 4)
+    marks = []
+    for p in pieces:
+        if is_frame(p, labels, boxes):
+            marks.append((p, FRAME))
+        elif is_underline(p, boxes):
+            marks.append((p, UNDERLINE))
+    aside = {p.label for p, _ in marks}
+    pieces = _strokes([p for p in pieces if p.label not in aside], labels, mask)
     inside = sorted((p for p in pieces if not p.at_edge), key=lambda p: p.width)
     if inside and len(inside) < len(pieces):
         masses = np.cumsum([p.mass for p in inside])
         stroke = inside[int(np.searchsorted(masses, masses[-1] / 2))].width
         pieces = [p for p in pieces if not p.at_edge or p.width <= 2 * stroke]
-    return pieces
+    return pieces, marks
 
 
 #: A piece whose thickest part is this many times the page's stroke width is not a
@@ -647,7 +784,7 @@ def select_digit(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     numpy.ndarray
         bool: the digit's pixels.
     """
-    return _chosen(mask, *ink_pieces(mask, ink))
+    return _chosen(mask, *ink_pieces(mask, ink)[:2])
 
 
 def _chosen(mask: np.ndarray, labels: np.ndarray, pieces: list[Piece]) -> np.ndarray:
@@ -681,11 +818,22 @@ def faint_ink(page: InkMap) -> np.ndarray:
                     ignore=page.lines)
 
 
-def faint_parts(page: InkMap, digit: np.ndarray) -> np.ndarray:
+def faint_parts(page: InkMap, digit: np.ndarray, marks: np.ndarray | None = None
+                ) -> np.ndarray:
     """Parts of a digit written apart and lighter than the rest (a 5's bar, a 4's
     cross-stroke): pieces of :func:`faint_ink` apart from the digit, within a quarter of
     its size of it, with at least 5 % as much ink, not touching the picture's border
-    (where a page's edge or a shadow is).
+    (where a page's edge or a shadow is), and holding none of ``marks``.
+
+    Parameters
+    ----------
+    page : InkMap
+        The page's ink (:func:`map_ink`).
+    digit : numpy.ndarray
+        bool: the digit's pixels (:func:`select_digit`).
+    marks : numpy.ndarray, optional
+        bool: the pixels of the marks set aside (:func:`ink_pieces`: a box drawn around
+        the digit, a line under it), which are no part of it however near.
 
     Returns
     -------
@@ -708,7 +856,8 @@ def faint_parts(page: InkMap, digit: np.ndarray) -> np.ndarray:
         near = (r0 - gap < bottom and top - gap < r1 and c0 - gap < right and left - gap < c1)
         inside = r0 > 0 and c0 > 0 and r1 < height and c1 < width
         if (near and inside and piece.area * piece.intensity_mean >= 0.05 * mass
-                and not digit[labels == piece.label].any()):
+                and not digit[labels == piece.label].any()
+                and (marks is None or not marks[labels == piece.label].any())):
             found |= labels == piece.label
     return found
 
@@ -896,10 +1045,10 @@ def _found_digit(grey: np.ndarray, name: str, dark: bool | None = None) -> Found
                        0, 1)
         dark = None  # the enlarged picture's own
     page = map_ink(grey, name, dark)
-    labels, pieces = ink_pieces(page.mask, page.seen)
+    labels, pieces, marks = ink_pieces(page.mask, page.seen)
     digit = _chosen(page.mask, labels, pieces)
     ink = digit_ink(page, digit)
-    faint = faint_parts(page, digit)
+    faint = faint_parts(page, digit, np.isin(labels, [p.label for p, _ in marks]))
     # Written lighter, the parts are brought to the strength of the rest, as in MNIST.
     if faint.any():
         ink = np.maximum(ink, digit_ink(page, faint))

@@ -6,7 +6,8 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
 * the page's ink is found as for one digit (:func:`mnist_cnn.reading.ink.map_ink`), and its
   pieces (:func:`mnist_cnn.reading.ink.ink_pieces`);
 * pieces at the picture's border unlike the digits inside (a page's edge, a shadow's
-  edge) are left out, and so are lines across (an underline, a dash);
+  edge) are left out, and so are lines across (an underline, a dash) and boxes drawn
+  around digits (:func:`mnist_cnn.reading.ink.ink_pieces`);
 * pieces stacked over each other are one character (:func:`find_characters`); one as
   tall as two or more rows of the others is cut between them (a grid's touching rows);
 * characters that share a height band form a row; rows read top to bottom, characters
@@ -35,6 +36,7 @@ from mnist_cnn.reading.ink import (
     Piece,
     digit_ink,
     ink_pieces,
+    is_line,
     is_stroke,
     one_over_another,
     stroke_width,
@@ -65,9 +67,6 @@ PART = 0.5
 _RING, _HOLE = 0.3, 0.1
 #: A faint piece of ink is a digit when it is this much of its row's height.
 _FAINT = 0.6
-#: A character three times as wide as tall and no taller than this many times its
-#: stroke is a line across (an underline, a dash), not a digit.
-_FLAT = 3.0
 #: A character this many times as tall as the page's median character is digits one
 #: over another.
 _TWO_HIGH = 1.6
@@ -253,19 +252,21 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
         the digits' band).
     left_out : list of (Character, str)
         What does not look like a digit, and why: marks at the picture's border
-        unlike the digits inside, lines across (an underline, a dash), dust.
+        unlike the digits inside, lines across (an underline, a dash), boxes drawn
+        around the digits, dust.
 
     Raises
     ------
     ImageError
         Over :data:`MAX_PIECES` pieces of ink or :data:`MAX_CHARACTERS` characters.
     """
-    labels, pieces = ink_pieces(mask, ink)
+    labels, pieces, marks = ink_pieces(mask, ink)
     advice = "crop the picture to the number, or check that it shows one"
     if len(pieces) > MAX_PIECES:
         raise ImageError(f"{name}: {len(pieces):,} separate marks of ink, more than a "
                          f"written number has (at most {MAX_PIECES:,} are read); {advice}")
     kept, left_out = _at_border(pieces, mask.shape)
+    left_out += [(_character([p]), why) for p, why in marks]
     characters = _characters(kept)
     if len(characters) > MAX_CHARACTERS:
         raise ImageError(f"{name}: {len(characters):,} characters, more than a written "
@@ -329,8 +330,8 @@ def _at_border(pieces: list[Piece], shape: tuple[int, ...]
 def _flat_lines(characters: list[Character], labels: np.ndarray
                   ) -> tuple[list[Character], list[tuple[Character, str]]]:
     """The characters that are not lines across, and those that are, with the reason:
-    at least three times as wide as tall, and no taller than :data:`_FLAT` times their
-    own stroke (an underline, a dash)."""
+    :func:`mnist_cnn.reading.ink.is_line` with their thickest stroke (an underline, a
+    dash)."""
     from scipy import ndimage
 
     distance = ndimage.distance_transform_edt(labels > 0)
@@ -338,7 +339,7 @@ def _flat_lines(characters: list[Character], labels: np.ndarray
     for c in characters:
         window = (slice(c.bbox[0], c.bbox[2]), slice(c.bbox[1], c.bbox[3]))
         stroke = 2 * float(distance[window][c.pixels(labels)].max())
-        if c.width >= 3 * c.height and c.height <= _FLAT * stroke:
+        if is_line(c.width, c.height, stroke):
             left_out.append((c, "a line across, not a digit (an underline, a dash)"))
         else:
             kept.append(c)
@@ -477,7 +478,7 @@ def _faint_digits(page: InkMap, rows: list[list[Character]], main_labels: np.nda
 
     faint = label(faint_ink(page), connectivity=2)
     apart = (faint > 0) & ~np.isin(faint, np.unique(faint[page.mask]))
-    labels, pieces = ink_pieces(apart, page.seen)
+    labels, pieces, _ = ink_pieces(apart, page.seen)
     found = np.zeros_like(page.mask)
     if not pieces:
         return found
