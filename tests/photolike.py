@@ -176,14 +176,16 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
     image = image + rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
     if variant == "cropped":
         margin = int(rng.integers(0, int(0.02 * size) + 1))
-        rows, cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
-        image = image[max(rows[0] - margin, 0):rows[-1] + 1 + margin,
-                      max(cols[0] - margin, 0):cols[-1] + 1 + margin]
+        top, left, bottom, right = _ink_box(field, above=0)
+        image = image[max(top - margin, 0):bottom + margin,
+                      max(left - margin, 0):right + margin]
     return _jpeg(image, rng)
 
 
-def _ink_box(field: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.flatnonzero(field.max(axis=1) > 0.1), np.flatnonzero(field.max(axis=0) > 0.1)
+def _ink_box(field: np.ndarray, above: float = 0.1) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the ink over ``above`` in ``field``."""
+    rows = np.flatnonzero(field.max(axis=1) > above)
+    cols = np.flatnonzero(field.max(axis=0) > above)
     return rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
 
 

@@ -76,10 +76,23 @@ def dev_inks(user_digits) -> list[tuple[np.ndarray, str]]:
 def test_numbers_composed_of_real_users_digits_are_read_exactly(dev_inks, gap, cropped,
                                                                   at_least):
     rng = np.random.default_rng(int(gap[0] * 100) + 10 + 7 * cropped)
+    # fewer than 100 would leave a threshold at the mercy of the draw
+    right = composed_numbers_read_exactly(dev_inks, 100, rng, rng, gap, cropped=cropped)
+    assert right / 100 >= at_least
+
+
+def composed_numbers_read_exactly(dev_inks, count: int, numbers: np.random.Generator,
+                                  rng: np.random.Generator, gap: tuple[float, float],
+                                  cropped: bool = False, marks: str | None = None) -> int:
+    """How many of ``count`` numbers of 2 to 5 dev digits (drawn from ``numbers``),
+    composed on photo-like paper (drawn from ``rng``), are read exactly; every
+    misreading and the count are printed."""
+    name = f"gap {gap}{', cropped' if cropped else ''}{f', {marks}' if marks else ''}"
     right = 0
-    for _ in range(100):  # fewer would leave a threshold at the mercy of the draw
-        picks = rng.choice(len(dev_inks), int(rng.integers(2, 6)))
-        data, boxes = compose_number([dev_inks[i][0] for i in picks], rng, gap=gap)
+    for _ in range(count):
+        picks = numbers.choice(len(dev_inks), int(numbers.integers(2, 6)))
+        data, boxes = compose_number([dev_inks[i][0] for i in picks], rng, gap=gap,
+                                     marks=marks)
         truth = "".join(dev_inks[i][1] for i in picks)
         picture = Image.open(io.BytesIO(data))
         if cropped:
@@ -87,8 +100,10 @@ def test_numbers_composed_of_real_users_digits_are_read_exactly(dev_inks, gap, c
             picture = picture.crop((left, top, right_, bottom))
         got = read_number(picture).text
         right += got == truth
-    print(f"gap {gap}{', cropped' if cropped else ''}: {right}/100 read exactly")
-    assert right / 100 >= at_least
+        if got != truth:
+            print(f"{name}: {truth} read as {got}")
+    print(f"{name}: {right}/{count} read exactly")
+    return right
 
 
 @pytest.mark.slow
@@ -99,18 +114,9 @@ def test_a_number_underlined_framed_or_in_a_forms_boxes_is_read_as_without_them(
     # 48 of 50 without marks, and 47, 47 and 46 with them (a light thin 7 beside the
     # dark marks is lost twice); before the marks were set aside (ink.is_underline,
     # ink.is_frame), 3, 0 and 0.
-    numbers, rng = np.random.default_rng(25), np.random.default_rng(26)
-    right = 0
-    for _ in range(50):
-        picks = numbers.choice(len(dev_inks), int(numbers.integers(2, 6)))
-        data, _ = compose_number([dev_inks[i][0] for i in picks], rng, gap=(0.15, 0.6),
-                                 marks=marks)
-        truth = "".join(dev_inks[i][1] for i in picks)
-        got = read_number(Image.open(io.BytesIO(data))).text
-        right += got == truth
-        if got != truth:
-            print(f"{marks}: {truth} read as {got}")
-    print(f"{marks}: {right}/50 read exactly")
+    right = composed_numbers_read_exactly(dev_inks, 50, np.random.default_rng(25),
+                                          np.random.default_rng(26), (0.15, 0.6),
+                                          marks=marks)
     assert right / 50 >= 0.88
 
 

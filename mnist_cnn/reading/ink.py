@@ -618,8 +618,7 @@ def is_underline(piece: Piece, boxes: np.ndarray) -> bool:
     top, left, bottom, right = piece.bbox
     if not is_line(right - left, bottom - top, piece.width):
         return False
-    overlap = np.minimum(boxes[:, 3], right) - np.maximum(boxes[:, 1], left)
-    beside = boxes[overlap >= 0.5 * np.minimum(boxes[:, 3] - boxes[:, 1], right - left)]
+    beside = boxes[_over_one_another(piece.bbox, boxes)]
     over = beside[beside[:, 2] <= top]
     under = beside[beside[:, 0] >= bottom]
     if not len(over):
@@ -899,8 +898,13 @@ def digit_ink(page: InkMap, pixels: np.ndarray) -> np.ndarray:
 def one_over_another(a: Piece, b: Piece) -> bool:
     """Whether two pieces overlap horizontally by half the narrower one (one over the
     other: parts of one character)."""
-    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
-    return overlap >= 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    return bool(_over_one_another(a.bbox, np.array([b.bbox]))[0])
+
+
+def _over_one_another(box: tuple[int, int, int, int], boxes: np.ndarray) -> np.ndarray:
+    """:func:`one_over_another` of a box and each of ``boxes`` (int (N, 4)), at once."""
+    overlap = np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1])
+    return overlap >= 0.5 * np.minimum(boxes[:, 3] - boxes[:, 1], box[3] - box[1])
 
 
 def other_digits(pieces: list[Piece], digit: np.ndarray) -> int:
@@ -1048,7 +1052,8 @@ def _found_digit(grey: np.ndarray, name: str, dark: bool | None = None) -> Found
     labels, pieces, marks = ink_pieces(page.mask, page.seen)
     digit = _chosen(page.mask, labels, pieces)
     ink = digit_ink(page, digit)
-    faint = faint_parts(page, digit, np.isin(labels, [p.label for p, _ in marks]))
+    faint = faint_parts(page, digit,
+                        np.isin(labels, [p.label for p, _ in marks]) if marks else None)
     # Written lighter, the parts are brought to the strength of the rest, as in MNIST.
     if faint.any():
         ink = np.maximum(ink, digit_ink(page, faint))
