@@ -13,7 +13,7 @@ import pytest
 from photolike import compose_number
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
-from test_segmentation import written
+from test_segmentation import overlapping_zeros, written
 
 from mnist_cnn import NumberReading, read_number
 from mnist_cnn.errors import ImageError
@@ -44,6 +44,10 @@ def test_a_page_photographed_askew_is_read_row_by_row():
     assert read_number(tilted).text == " ".join(lines)
 
 
+def test_two_overlapping_digits_are_read_as_two():
+    assert read_number(overlapping_zeros()).text == "00"
+
+
 def test_a_blank_page_is_an_image_error():
     with pytest.raises(ImageError, match="no ink found"):
         read_number(np.full((200, 300), 0.8, np.float32))
@@ -58,7 +62,8 @@ def dev_inks(user_digits) -> list[tuple[np.ndarray, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gap, cropped, at_least", [
-    # Measured with the bundled models: 95, 96 and 60 of 100. The pictures change with
+    # Measured with the bundled models: 95, 96 and 70 of 100 (60 touching before the
+    # columns where the outline dips were tried as cuts). The pictures change with
     # the dev digits' inks: with those found before a lighter stroke was brought to full
     # strength, 95, 95 and 60; before the grain was judged against the ink
     # around it, 95, 88 and 59 (93, 84 and 59 when a bold digit beside thin ones was
@@ -68,7 +73,7 @@ def dev_inks(user_digits) -> list[tuple[np.ndarray, str]]:
     # reads as 7), or of overlapping digits read as one.
     ((0.15, 0.6), False, 0.9),  # written apart
     ((0.0, 0.15), False, 0.83),  # close
-    ((-0.08, 0.0), False, 0.5),  # overlapping and touching
+    ((-0.08, 0.0), False, 0.6),  # overlapping and touching
     # Written apart and cut at the digits' ink: 88 of 100 (46 before a digit filling a
     # corner of a picture cropped to the number was kept).
     ((0.15, 0.6), True, 0.8),

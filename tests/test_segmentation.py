@@ -92,6 +92,28 @@ def test_touching_digits_are_cut_at_the_thinnest_column():
     assert min(left.height, right.height) >= PART * character.height
 
 
+def overlapping_zeros() -> np.ndarray:
+    """Two rings 70 px wide, 60 px apart (their strokes cross in columns 115 to 125),
+    dark on light: the ink where they overlap is four strokes thick, thicker than
+    either ring's middle."""
+    rows, cols = np.mgrid[0:160, 0:260]
+    mask = np.zeros((160, 260), bool)
+    for centre in (90, 150):
+        r = np.hypot((cols - centre) / 35, (rows - 80) / 50)
+        mask |= (r > 0.8) & (r < 1.0)
+    return 1 - 0.8 * mask.astype(np.float32)
+
+
+def test_overlapping_digits_are_cut_where_their_outline_dips():
+    page = read_page(overlapping_zeros(), "overlapping")
+    (character,) = page.rows[0]
+    columns = cut_candidates(page, character, row_height=character.height)
+    overlap = [c for c in columns if 115 <= c <= 125]
+    assert overlap, f"no cut where the rings overlap: {columns}"
+    left, right = split(page, character, overlap[0])
+    assert min(left.height, right.height) >= PART * character.height
+
+
 def test_a_narrow_character_has_no_cut_and_one_piece_no_parting():
     page = read_page(written(["1"]), "one")
     (character,) = page.rows[0]

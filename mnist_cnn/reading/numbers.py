@@ -143,13 +143,16 @@ def _stacking_prior(height: float, width: float) -> float:
                          0.05, 1.0))
 
 
-def _read(page: Page, character: Character, height: float, classify,
+def _read(page: Page, character: Character, height: float, classify, seen: dict,
           depth: int = 0) -> tuple[float, list[tuple[Character, np.ndarray, np.ndarray]]]:
     """A character's best reading: its score (the product of its digits'
     probabilities, times :func:`_parting_prior` for each parting) and its digits,
-    ``(part, 28x28 image, probabilities)`` each."""
-    image = character_image(page, character, height)
-    proba = classify([image])[0]
+    ``(part, 28x28 image, probabilities)`` each. ``seen`` keeps each part's image and
+    probabilities, read once however many partings share it."""
+    if (character, height) not in seen:
+        image = character_image(page, character, height)
+        seen[character, height] = image, classify([image])[0]
+    image, proba = seen[character, height]
     best = float(proba.max()), [(character, image, proba)]
     if depth >= _DEPTH:
         return best
@@ -160,10 +163,10 @@ def _read(page: Page, character: Character, height: float, classify,
         if short < PART * height:
             continue
         weight = prior * _short_part_prior(short, height)
-        left_score, left_digits = _read(page, left, height, classify, depth + 1)
+        left_score, left_digits = _read(page, left, height, classify, seen, depth + 1)
         if weight * left_score <= best[0]:
             continue
-        right_score, right_digits = _read(page, right, height, classify, depth + 1)
+        right_score, right_digits = _read(page, right, height, classify, seen, depth + 1)
         if weight * left_score * right_score > best[0]:
             best = weight * left_score * right_score, left_digits + right_digits
     # One digit written over another: each part at least a third of the character.
@@ -171,8 +174,8 @@ def _read(page: Page, character: Character, height: float, classify,
     for upper, lower in stack_splits(page, character):
         if min(upper.height, lower.height) < character.height / 3:
             continue
-        upper_score, upper_digits = _read(page, upper, upper.height, classify, depth + 1)
-        lower_score, lower_digits = _read(page, lower, lower.height, classify, depth + 1)
+        upper_score, upper_digits = _read(page, upper, upper.height, classify, seen, depth + 1)
+        lower_score, lower_digits = _read(page, lower, lower.height, classify, seen, depth + 1)
         # Two pieces one over another in a character this tall are unlikely to be one
         # digit (an "8" read from a 5 over a 6): that reading is weighed by 1 - prior.
         if prior * upper_score * lower_score > max(1 - prior, 0.05) * best[0]:
@@ -250,12 +253,12 @@ def _sureness(rows: list[list[Prediction]]) -> float:
 
 def _read_rows(page: Page, name: str, classify, top: int) -> list[list[Prediction]]:
     """Each row's digits, characters parted where the network is surer (:func:`_read`)."""
-    rows = []
+    rows, seen = [], {}
     for r, row in enumerate(page.rows):
         height = page.row_height(r)
         digits = []
         for character in row:
-            for part, image, proba in _read(page, character, height, classify)[1]:
+            for part, image, proba in _read(page, character, height, classify, seen)[1]:
                 digits.append(Prediction.of(
                     f"{name} (row {r + 1}, digit {len(digits) + 1})", proba, top, image,
                     part.bbox))

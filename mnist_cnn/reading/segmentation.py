@@ -16,7 +16,8 @@ pieces of ink (a 5's bar, a 4's cross-stroke); neighbours may touch. The steps:
   what is left out is kept with the reason (:attr:`Page.left_out`);
 * a character may be two or more digits: written close, with a stroke over the other
   (:func:`piece_splits` parts its pieces), or touching (:func:`cut_candidates` lists
-  the columns where its ink is thinnest, :func:`split` parts it there).
+  the columns where its ink is thinnest or its outline dips between two digits,
+  :func:`split` parts it there).
   :func:`character_image` gives any character or part in MNIST's format; which parting
   is right is for the network to say (:func:`mnist_cnn.reading.numbers.read_number`).
 """
@@ -72,6 +73,9 @@ _FAINT = 0.6
 _TWO_HIGH = 1.6
 #: A character at least this many row heights wide may be touching digits.
 _MAY_TOUCH = 0.75
+#: Where the outline of touching digits dips (between their tops) or rises (between
+#: their bottoms) by at least this much of a row height, they may part.
+_DIP = 0.1
 #: A page may be tilted up to this many degrees either way; tilts are tried this far apart.
 _MAX_TILT, _TILT_STEP = 10.0, 0.5
 
@@ -499,11 +503,18 @@ def _faint_digits(page: InkMap, rows: list[list[Character]], main_labels: np.nda
 
 def cut_candidates(page: Page, character: Character, row_height: float,
                    limit: int = 3) -> list[int]:
-    """Columns where a character may be touching digits to part, thinnest ink first.
+    """Columns where a character may be touching digits to part.
 
-    Only a character at least 0.75 row heights wide is a candidate. The columns are
-    the local minima of its ink's thickness (pixels per column, lightly smoothed) in its
-    middle, leaving each part at least a quarter of a row height.
+    Only a character at least 0.75 row heights wide is a candidate, and each part is
+    left at least a quarter of a row height. Two kinds of column, at most ``limit`` of
+    each:
+
+    * the local minima of its ink's thickness (pixels per column, lightly smoothed),
+      thinnest first: two digits joined by a thin stroke;
+    * where its outline dips between two tops, or rises between two bottoms, by at
+      least :data:`_DIP` of a row height, deepest first: two digits overlapping, where
+      the ink between them is not thin (both digits' strokes) but the outline above or
+      below them still shows where one ends and the other begins.
 
     Returns
     -------
@@ -531,7 +542,34 @@ def cut_candidates(page: Page, character: Character, row_height: float,
             chosen.append(int(column))
         if len(chosen) == limit:
             break
+    inked = pixels.any(axis=0)
+    height = pixels.shape[0]
+    tops = np.where(inked, pixels.argmax(axis=0), height)  # the outline's row, per column
+    bottoms = np.where(inked, height - 1 - pixels[::-1].argmax(axis=0), -1)
+    for outline in (tops, -bottoms):  # a dip of either outline is a local maximum here
+        dips = [c for c in _dips(outline, margin, _DIP * row_height) if c not in chosen]
+        chosen += dips[:limit]
     return [left + c for c in chosen]
+
+
+def _dips(outline: np.ndarray, margin: int, least: float) -> list[int]:
+    """The columns, ``margin`` or more from either end, where ``outline`` rises to a
+    local maximum at least ``least`` above the highest of it on both sides, deepest
+    first (the middle of a flat maximum)."""
+    found = []
+    n = len(outline)
+    start = 1
+    while start < n - 1:
+        end = start
+        while end + 1 < n and outline[end + 1] == outline[start]:
+            end += 1
+        if end + 1 < n and outline[start - 1] < outline[start] > outline[end + 1]:
+            depth = outline[start] - max(outline[:start].min(), outline[end + 1:].min())
+            middle = (start + end) // 2
+            if depth >= least and margin <= middle < n - margin:
+                found.append((-depth, middle))
+        start = end + 1
+    return [int(c) for _, c in sorted(found)]
 
 
 def _pieces_in(page: Page, character: Character) -> list[Piece]:
