@@ -99,11 +99,14 @@ def _digit_ink(digit: np.ndarray, size: int, thin_pen: bool) -> np.ndarray:
     return np.clip((_resize(digit, (size, size)) - 0.3) * 2.5, 0, 1)
 
 
-def _lines(height: int, width: int, rng: np.random.Generator, squared: bool) -> np.ndarray:
-    """A ruled (or squared) page's lines: 1.0 on the lines, 0 between them."""
-    spacing = int(rng.integers(max(12, min(height, width) // 12),
-                               max(13, min(height, width) // 5)))
-    thickness = int(rng.integers(1, max(2, spacing // 12) + 1))
+def _lines(height: int, width: int, rng: np.random.Generator, squared: bool,
+           spacing: int | None = None, thickest: int | None = None) -> np.ndarray:
+    """A ruled (or squared) page's lines: 1.0 on the lines, 0 between them; ``spacing``
+    pixels apart and up to ``thickest`` thick (by default from the page's size)."""
+    if spacing is None:
+        spacing = int(rng.integers(max(12, min(height, width) // 12),
+                                   max(13, min(height, width) // 5)))
+    thickness = int(rng.integers(1, (thickest or max(2, spacing // 12)) + 1))
     lines = np.zeros((height, width), np.float32)
     for start in range(int(rng.integers(0, spacing)), height, spacing):
         lines[start:start + thickness] = 1
@@ -225,15 +228,18 @@ def draw_marks(field: np.ndarray, boxes: list[tuple[int, int, int, int]], marks:
 
 def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
                    gap: tuple[float, float] = (-0.05, 0.5),
-                   baseline: float = 0.12, sizes: float = 0.15, marks: str | None = None
-                   ) -> tuple[bytes, list[tuple[int, int, int, int]]]:
+                   baseline: float = 0.12, sizes: float = 0.15, marks: str | None = None,
+                   paper: str = "plain") -> tuple[bytes, list[tuple[int, int, int, int]]]:
     """A JPEG of a number written with the given digits' ink (each cropped, in [0, 1]),
     and each digit's box (top, left, bottom, right).
 
     Each digit is scaled to a common height (times 1 +- ``sizes``), set on a baseline
     that wanders by up to ``baseline`` heights, after a gap drawn from ``gap`` (in
     heights; below 0 the digits overlap and may touch), on photo-like paper; with
-    ``marks`` (:func:`draw_marks`), the number is underlined, framed or boxed.
+    ``marks`` (:func:`draw_marks`), the number is underlined, framed or boxed. The
+    ``paper`` is ``"plain"``, ``"ruled"`` (a notebook's light lines, 0.8 to 1.5 digit
+    heights apart, wherever they fall on the digits) or ``"squared"`` (squares of 0.4 to
+    0.8 digit heights).
     """
     height = int(rng.integers(50, 140))
     scaled = []
@@ -262,8 +268,14 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = np.cos(angle) * cols / w + np.sin(angle) * rows / h
-    paper, pen = rng.uniform(0.6, 0.9), rng.uniform(0.05, 0.3)
-    image = paper + rng.uniform(0.05, 0.2) * (ramp - ramp.mean()) - (paper - pen) * field
+    level, pen = rng.uniform(0.6, 0.9), rng.uniform(0.05, 0.3)
+    blank = level + rng.uniform(0.05, 0.2) * (ramp - ramp.mean())
+    image = blank - (level - pen) * field
+    if paper != "plain":
+        spacing = (0.4, 0.8) if paper == "squared" else (0.8, 1.5)
+        lines = _lines(h, w, rng, paper == "squared",
+                       int(height * rng.uniform(*spacing)), max(1, height // 40))
+        image = np.minimum(image, blank - rng.uniform(0.25, 0.5) * (level - pen) * lines)
     image = image + rng.normal(0, rng.uniform(0.01, 0.03), image.shape)
     return _jpeg(image, rng), boxes
 

@@ -228,6 +228,29 @@ def test_squared_paper_lines_are_found_both_ways():
     assert lines[10, 200] and lines[200, 10]
 
 
+def test_a_stroke_along_a_light_ruled_line_stays_whole_and_the_line_is_not_ink():
+    # A 0 whose top runs along a line of ruled paper: taken as the line, the top was
+    # cut away (on squared paper a 0 fell apart and was read as "61").
+    image, draw = page((300, 400))
+    for y in range(20, 300, 50):
+        draw.line([(0, y), (399, y)], fill=0.6, width=3)
+    draw.ellipse([(150, 70), (250, 230)], outline=0.1, width=8)  # its top on the line at 70
+    found = map_ink(array(image), "a 0 on ruled paper")
+    assert found.mask[70:74, 192:208].all()  # the top, where it runs along the line
+    assert not found.mask[66:75, 20:120].any() and not found.mask[266:275, 20:380].any()
+
+
+def test_a_darker_stretch_of_a_line_away_from_the_writing_is_still_the_line():
+    image, draw = page((300, 400))
+    for y in range(20, 300, 50):
+        draw.line([(0, y), (399, y)], fill=0.6, width=3)
+    draw.line([(0, 270), (120, 270)], fill=0.1, width=3)  # a line printed darker there
+    draw.line([(250, 60), (250, 240)], fill=0.1, width=10)  # a 1 across three lines
+    found = map_ink(array(image), "a 1 on ruled paper")
+    assert not found.mask[265:276, :].any()
+    assert found.mask[60:240, 248:253].all()
+
+
 def test_a_single_long_stroke_inside_the_picture_is_not_a_line():
     image, draw = page((200, 200))
     draw.line([(100, 2), (100, 197)], fill=0.1, width=12)  # a 1 in a tight crop
