@@ -238,8 +238,9 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     heights; below 0 the digits overlap and may touch), on photo-like paper; with
     ``marks`` (:func:`draw_marks`), the number is underlined, framed or boxed. The
     ``paper`` is ``"plain"``, ``"ruled"`` (a notebook's light lines, 0.8 to 1.5 digit
-    heights apart, wherever they fall on the digits) or ``"squared"`` (squares of 0.4 to
-    0.8 digit heights).
+    heights apart, wherever they fall on the digits), ``"squared"`` (squares of 0.4 to
+    0.8 digit heights) or ``"specked"`` (5 to 30 dark specks anywhere, up to a
+    twelfth of a digit's height across).
     """
     height = int(rng.integers(50, 140))
     scaled = []
@@ -271,7 +272,12 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     level, pen = rng.uniform(0.6, 0.9), rng.uniform(0.05, 0.3)
     blank = level + rng.uniform(0.05, 0.2) * (ramp - ramp.mean())
     image = blank - (level - pen) * field
-    if paper != "plain":
+    if paper == "specked":
+        for _ in range(int(rng.integers(5, 31))):
+            r, c = int(rng.integers(0, h)), int(rng.integers(0, w))
+            radius = int(rng.integers(1, max(2, height // 25) + 1))
+            image[max(0, r - radius):r + radius, max(0, c - radius):c + radius] = pen
+    elif paper != "plain":
         spacing = (0.4, 0.8) if paper == "squared" else (0.8, 1.5)
         lines = _lines(h, w, rng, paper == "squared",
                        int(height * rng.uniform(*spacing)), max(1, height // 40))

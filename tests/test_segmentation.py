@@ -284,6 +284,19 @@ def test_the_faint_rim_of_the_digits_found_is_not_taken_for_a_faint_digit():
     assert whole >= 10  # 6 of 12 when the rims were added
 
 
+def test_dust_scattered_over_the_page_more_specks_than_digits_is_left_out():
+    # Eight dots in two bands of their own above and below "47": counted one each, they
+    # outnumbered the digits and were read as rows of 0s and 1s.
+    grey = written(["47"])
+    for column in range(45, 245, 25):
+        grey[8:16, column:column + 8] = grey[170:178, column + 10:column + 18] = 0.1
+    page = read_page(grey, "dusty")
+    assert [len(row) for row in page.rows] == [2]
+    assert len(page.left_out) == 16
+    assert {why for _, why in page.left_out} == {
+        "far smaller than the page's digits (a dot, dust)"}
+
+
 def test_a_dot_above_the_row_is_dust_not_a_row_of_its_own():
     grey = written(["2046"])
     grey[28:40, 228:240] = 0.1  # a dot up and right of the 6, above the row's band

@@ -190,19 +190,20 @@ def _banded(characters: list[Character], slope: float) -> list[list[Character]]:
     return [sorted(rows[i], key=lambda c: c.bbox[1]) for i in order]
 
 
-def _tilt(characters: list[Character]) -> float:
+def _tilt(characters: list[Character], height: float, labels: np.ndarray) -> float:
     """The page's tilt, as a slope (rows down per column across): 0 for a level page;
     for a page turned a few degrees (a phone held askew, a sheet scanned crooked), the
     tilt within :data:`_MAX_TILT` degrees along which its digits fall into the fewest
     rows (of those, the one that lines up their middles best), when that is fewer than
     level: a long row drifts across the height bands of a level page and falls apart.
-    Rows of marks far smaller than the page's characters (dust) do not count."""
+    Rows of marks far smaller than the page's digits, ``height`` tall (dust, not a 0
+    written small: :func:`_digit_sized`), do not count, nor do such marks line up."""
     if len(characters) < 3:
         return 0.0
-    height = float(np.median([c.height for c in characters]))
+    sized = {c for c in characters if _digit_sized(c, height, labels)}
 
     def digit_rows(rows: list[list[Character]]) -> int:
-        return sum(any(c.height >= PART * height for c in row) for row in rows)
+        return sum(any(c in sized for c in row) for row in rows)
 
     level = digit_rows(_banded(characters, 0.0))
     if level == 1:
@@ -214,17 +215,20 @@ def _tilt(characters: list[Character]) -> float:
         return 0.0
 
     def spread(slope: float) -> float:
-        middles = [[sum(_levelled(c, slope)) / 2 for c in row] for row in banded[slope]]
-        return float(sum(np.abs(np.subtract(m, np.median(m))).sum() for m in middles))
+        middles = [[sum(_levelled(c, slope)) / 2 for c in row if c in sized]
+                   for row in banded[slope]]
+        return float(sum(np.abs(np.subtract(m, np.median(m))).sum() for m in middles if m))
 
     return min((s for s, rows in banded.items() if digit_rows(rows) == fewest),
                key=lambda s: (spread(s), abs(s)))
 
 
-def _rows(characters: list[Character]) -> list[list[Character]]:
+def _rows(characters: list[Character], height: float, labels: np.ndarray
+          ) -> list[list[Character]]:
     """Characters in rows, top to bottom, each left to right: each joins the row whose
-    height band holds its middle, along the page's tilt (:func:`_tilt`)."""
-    return _banded(characters, _tilt(characters))
+    height band holds its middle, along the page's tilt (:func:`_tilt`; the page's
+    digits are ``height`` tall)."""
+    return _banded(characters, _tilt(characters, height, labels))
 
 
 def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
@@ -252,8 +256,8 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
         is joined to the nearest one within a third of a height (a 5's bar written
         apart), or left out (a dot, dust), unless it is a small ring over 0.3 of the
         row's height (a 0 written small). A row whose characters are all that small
-        beside the page's median character is left out whole (dust above or below
-        the digits' band).
+        beside the page's digits (:func:`_digit_height`) is left out whole (dust above
+        or below the digits' band).
     left_out : list of (Character, str)
         What does not look like a digit, and why: marks at the picture's border
         unlike the digits inside, lines across (an underline, a dash), boxes drawn
@@ -277,10 +281,11 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
                          f"number has (at most {MAX_CHARACTERS} are read); {advice}")
     characters, lines = _flat_lines(characters, labels)
     left_out += lines
-    characters = _rows_parted(characters, labels)
+    mass = {p.label: p.mass for p in kept}
+    characters = _rows_parted(characters, labels, _digit_height(characters, mass))
     rows = []
-    height = float(np.median([c.height for c in characters])) if characters else 0.0
-    for row in _rows(characters):
+    height = _digit_height(characters, mass)
+    for row in _rows(characters, height, labels):
         if not any(_digit_sized(c, height, labels) for c in row):
             # A row of its own only because it lies above or below the digits' band.
             left_out += [(c, "far smaller than the page's digits (a dot, dust)") for c in row]
@@ -289,6 +294,19 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
         rows.append(row)
         left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
     return labels, pieces, rows, left_out
+
+
+def _digit_height(characters: list[Character], mass: dict[int, float]) -> float:
+    """The page's digits' height: the median of the characters' heights, each counted
+    by its ink (specks of dust scattered over the page, however many, weigh little
+    beside the digits)."""
+    if not characters:
+        return 0.0
+    heights = np.array([c.height for c in characters], float)
+    weights = np.array([sum(mass[label] for label in c.labels) for c in characters])
+    order = np.argsort(heights, kind="stable")
+    reached = np.cumsum(weights[order])
+    return float(heights[order][np.searchsorted(reached, reached[-1] / 2)])
 
 
 def _in_a_corner(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> bool:
@@ -350,19 +368,20 @@ def _flat_lines(characters: list[Character], labels: np.ndarray
     return kept, left_out
 
 
-def _rows_parted(characters: list[Character], labels: np.ndarray) -> list[Character]:
-    """The characters, those as tall as two or more of the others cut between the rows
-    of the others that they cross, along the page's tilt (digits of a grid's rows
-    touching, or written close); a tall digit that crosses one row (a 9's long tail)
-    stays whole."""
+def _rows_parted(characters: list[Character], labels: np.ndarray, height: float
+                 ) -> list[Character]:
+    """The characters, those as tall as two or more of the page's digits (``height``
+    tall) cut between the rows of the others that they cross, along the page's tilt
+    (digits of a grid's rows touching, or written close); a tall digit that crosses one
+    row (a 9's long tail) stays whole, and so does one beside dust."""
     if len(characters) < 3:
         return characters
-    height = float(np.median([c.height for c in characters]))
     regular = [c for c in characters if c.height < _TWO_HIGH * height]
-    slope = _tilt(regular)
+    slope = _tilt(regular, height, labels)
     bands = [(float(np.median([_levelled(c, slope)[0] for c in row])),
               float(np.median([_levelled(c, slope)[1] for c in row])))
-             for row in _banded(regular, slope)]
+             for row in _banded([c for c in regular if _digit_sized(c, height, labels)],
+                                slope)]
     found = list(regular)
     for c in characters:
         if c.height >= _TWO_HIGH * height:
