@@ -572,9 +572,10 @@ def cut_candidates(page: Page, character: Character, row_height: float,
 
 
 def _dips(outline: np.ndarray, margin: int, least: float) -> list[int]:
-    """The columns, ``margin`` or more from either end, where ``outline`` rises to a
-    local maximum at least ``least`` above the highest of it on both sides, deepest
-    first (the middle of a flat maximum)."""
+    """The columns, ``margin`` or more from either end, where ``outline`` (a row number
+    per column: the top outline's is largest where it dips) has a local maximum that
+    stands at least ``least`` above its lowest value on each side (two digits' tops),
+    deepest first (the middle of a flat maximum)."""
     found = []
     n = len(outline)
     start = 1
