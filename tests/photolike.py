@@ -172,10 +172,7 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
             shade = 1 / (1 + np.exp(-(side - edge) / softness))
             image = image * (1 - rng.uniform(0.3, 0.5) * shade)
         if variant == "specks":
-            for _ in range(int(rng.integers(5, 30))):
-                r, c = int(rng.integers(0, height)), int(rng.integers(0, width))
-                radius = int(rng.integers(1, max(2, size // 40) + 1))
-                image[max(0, r - radius):r + radius, max(0, c - radius):c + radius] = pen
+            _specks(image, rng, 29, max(2, size // 40), pen)
     image = image + rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
     if variant == "cropped":
         margin = int(rng.integers(0, int(0.02 * size) + 1))
@@ -183,6 +180,17 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
         image = image[max(top - margin, 0):bottom + margin,
                       max(left - margin, 0):right + margin]
     return _jpeg(image, rng)
+
+
+def _specks(image: np.ndarray, rng: np.random.Generator, most: int, largest: int,
+            pen: float) -> None:
+    """Draw 5 to ``most`` square specks of ``pen`` anywhere in ``image``, each 2 to
+    2 * ``largest`` pixels across."""
+    height, width = image.shape
+    for _ in range(int(rng.integers(5, most + 1))):
+        r, c = int(rng.integers(0, height)), int(rng.integers(0, width))
+        radius = int(rng.integers(1, largest + 1))
+        image[max(0, r - radius):r + radius, max(0, c - radius):c + radius] = pen
 
 
 def _ink_box(field: np.ndarray, above: float = 0.1) -> tuple[int, int, int, int]:
@@ -273,10 +281,7 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     blank = level + rng.uniform(0.05, 0.2) * (ramp - ramp.mean())
     image = blank - (level - pen) * field
     if paper == "specked":
-        for _ in range(int(rng.integers(5, 31))):
-            r, c = int(rng.integers(0, h)), int(rng.integers(0, w))
-            radius = int(rng.integers(1, max(2, height // 25) + 1))
-            image[max(0, r - radius):r + radius, max(0, c - radius):c + radius] = pen
+        _specks(image, rng, 30, max(2, height // 25), pen)
     elif paper != "plain":
         spacing = (0.4, 0.8) if paper == "squared" else (0.8, 1.5)
         lines = _lines(h, w, rng, paper == "squared",

@@ -68,8 +68,8 @@ PART = 0.5
 _RING, _HOLE = 0.3, 0.1
 #: A faint piece of ink is a digit when it is this much of its row's height.
 _FAINT = 0.6
-#: A character this many times as tall as the page's median character is digits one
-#: over another.
+#: A character this many times as tall as the page's digits (:func:`_digit_height`) is
+#: digits one over another.
 _TWO_HIGH = 1.6
 #: A character at least this many row heights wide may be touching digits.
 _MAY_TOUCH = 0.75
@@ -190,17 +190,17 @@ def _banded(characters: list[Character], slope: float) -> list[list[Character]]:
     return [sorted(rows[i], key=lambda c: c.bbox[1]) for i in order]
 
 
-def _tilt(characters: list[Character], height: float, labels: np.ndarray) -> float:
+def _tilt(characters: list[Character], sized: set[Character]) -> float:
     """The page's tilt, as a slope (rows down per column across): 0 for a level page;
     for a page turned a few degrees (a phone held askew, a sheet scanned crooked), the
     tilt within :data:`_MAX_TILT` degrees along which its digits fall into the fewest
     rows (of those, the one that lines up their middles best), when that is fewer than
     level: a long row drifts across the height bands of a level page and falls apart.
-    Rows of marks far smaller than the page's digits, ``height`` tall (dust, not a 0
-    written small: :func:`_digit_sized`), do not count, nor do such marks line up."""
+    Only the digit-sized characters (``sized``: :func:`_digit_sized`) count: rows of
+    marks far smaller than the page's digits (dust, not a 0 written small) do not, nor
+    do such marks line up."""
     if len(characters) < 3:
         return 0.0
-    sized = {c for c in characters if _digit_sized(c, height, labels)}
 
     def digit_rows(rows: list[list[Character]]) -> int:
         return sum(any(c in sized for c in row) for row in rows)
@@ -223,12 +223,11 @@ def _tilt(characters: list[Character], height: float, labels: np.ndarray) -> flo
                key=lambda s: (spread(s), abs(s)))
 
 
-def _rows(characters: list[Character], height: float, labels: np.ndarray
-          ) -> list[list[Character]]:
+def _rows(characters: list[Character], sized: set[Character]) -> list[list[Character]]:
     """Characters in rows, top to bottom, each left to right: each joins the row whose
-    height band holds its middle, along the page's tilt (:func:`_tilt`; the page's
-    digits are ``height`` tall)."""
-    return _banded(characters, _tilt(characters, height, labels))
+    height band holds its middle, along the page's tilt (:func:`_tilt`, set by the
+    digit-sized ones, ``sized``)."""
+    return _banded(characters, _tilt(characters, sized))
 
 
 def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
@@ -283,10 +282,11 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     left_out += lines
     mass = {p.label: p.mass for p in kept}
     characters = _rows_parted(characters, labels, _digit_height(characters, mass))
-    rows = []
     height = _digit_height(characters, mass)
-    for row in _rows(characters, height, labels):
-        if not any(_digit_sized(c, height, labels) for c in row):
+    sized = {c for c in characters if _digit_sized(c, height, labels)}
+    rows = []
+    for row in _rows(characters, sized):
+        if not any(c in sized for c in row):
             # A row of its own only because it lies above or below the digits' band.
             left_out += [(c, "far smaller than the page's digits (a dot, dust)") for c in row]
             continue
@@ -377,11 +377,11 @@ def _rows_parted(characters: list[Character], labels: np.ndarray, height: float
     if len(characters) < 3:
         return characters
     regular = [c for c in characters if c.height < _TWO_HIGH * height]
-    slope = _tilt(regular, height, labels)
+    sized = {c for c in regular if _digit_sized(c, height, labels)}
+    slope = _tilt(regular, sized)
     bands = [(float(np.median([_levelled(c, slope)[0] for c in row])),
               float(np.median([_levelled(c, slope)[1] for c in row])))
-             for row in _banded([c for c in regular if _digit_sized(c, height, labels)],
-                                slope)]
+             for row in _banded([c for c in regular if c in sized], slope)]
     found = list(regular)
     for c in characters:
         if c.height >= _TWO_HIGH * height:
@@ -576,6 +576,10 @@ def _dips(outline: np.ndarray, margin: int, least: float) -> list[int]:
     per column: the top outline's is largest where it dips) has a local maximum that
     stands at least ``least`` above its lowest value on each side (two digits' tops),
     deepest first (the middle of a flat maximum)."""
+    # (scipy.signal.find_peaks does this with its prominences, but importing
+    # scipy.signal takes about half a second, longer than reading a number)
+    lowest_before = np.minimum.accumulate(outline)
+    lowest_after = np.minimum.accumulate(outline[::-1])[::-1]
     found = []
     n = len(outline)
     start = 1
@@ -584,7 +588,7 @@ def _dips(outline: np.ndarray, margin: int, least: float) -> list[int]:
         while end + 1 < n and outline[end + 1] == outline[start]:
             end += 1
         if end + 1 < n and outline[start - 1] < outline[start] > outline[end + 1]:
-            depth = outline[start] - max(outline[:start].min(), outline[end + 1:].min())
+            depth = outline[start] - max(lowest_before[start - 1], lowest_after[end + 1])
             middle = (start + end) // 2
             if depth >= least and margin <= middle < n - margin:
                 found.append((-depth, middle))
