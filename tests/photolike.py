@@ -165,11 +165,7 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
             strength = rng.uniform(0.25, 0.5) * (paper - pen)
             image = np.minimum(image, paper + gradient - strength * lines)
         if variant == "shadow":  # a straight-edged shadow across a corner or a side
-            a = rng.uniform(0, 2 * np.pi)
-            side = np.cos(a) * (cols / width - 0.5) + np.sin(a) * (rows / height - 0.5)
-            edge = 0.3 + 0.1 * rng.uniform()
-            softness = rng.uniform(0.002, 0.02)
-            shade = 1 / (1 + np.exp(-(side - edge) / softness))
+            shade = _shade(height, width, rng, 0.3, 0.1)
             image = image * (1 - rng.uniform(0.3, 0.5) * shade)
         if variant == "specks":
             _specks(image, rng, 29, max(2, size // 40), pen)
@@ -180,6 +176,19 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, variant: str) -> byt
         image = image[max(top - margin, 0):bottom + margin,
                       max(left - margin, 0):right + margin]
     return _jpeg(image, rng)
+
+
+def _shade(height: int, width: int, rng: np.random.Generator, nearest: float,
+           spread: float) -> np.ndarray:
+    """A straight-edged shadow in [0, 1] over a ``height`` x ``width`` picture: its edge
+    at a random angle, ``nearest`` to ``nearest + spread`` (in the picture's sizes)
+    from the middle, sharp or softened over up to 2 % of the picture."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    a = rng.uniform(0, 2 * np.pi)
+    side = np.cos(a) * (cols / width - 0.5) + np.sin(a) * (rows / height - 0.5)
+    offset = nearest + spread * rng.uniform()
+    softness = rng.uniform(0.002, 0.02)
+    return 1 / (1 + np.exp(-(side - offset) / softness))
 
 
 def _specks(image: np.ndarray, rng: np.random.Generator, most: int, largest: int,
@@ -247,8 +256,10 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     ``marks`` (:func:`draw_marks`), the number is underlined, framed or boxed. The
     ``paper`` is ``"plain"``, ``"ruled"`` (a notebook's light lines, 0.8 to 1.5 digit
     heights apart, wherever they fall on the digits), ``"squared"`` (squares of 0.4 to
-    0.8 digit heights) or ``"specked"`` (5 to 30 dark specks anywhere, up to a
-    twelfth of a digit's height across).
+    0.8 digit heights), ``"specked"`` (5 to 30 dark specks anywhere, up to a
+    twelfth of a digit's height across) or ``"shadowed"`` (a straight-edged shadow,
+    30 to 50 % darker, its edge at any angle within a fifth of the picture of its
+    middle: across the digits more often than not).
     """
     height = int(rng.integers(50, 140))
     scaled = []
@@ -282,6 +293,9 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     image = blank - (level - pen) * field
     if paper == "specked":
         _specks(image, rng, 30, max(2, height // 25), pen)
+    elif paper == "shadowed":
+        shade = _shade(h, w, rng, -0.2, 0.4)
+        image = image * (1 - rng.uniform(0.3, 0.5) * shade)
     elif paper != "plain":
         spacing = (0.4, 0.8) if paper == "squared" else (0.8, 1.5)
         lines = _lines(h, w, rng, paper == "squared",

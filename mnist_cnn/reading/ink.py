@@ -53,9 +53,12 @@ __all__ = [
     "select_digit",
     "smooth_noise",
     "smoothing",
+    "stand_out_locally",
     "stroke_width",
     "surrounded_by_paper",
+    "thicker_strokes_width",
     "thickest_parts",
+    "top_hat",
 ]
 
 def estimate_background(image: np.ndarray, bright_ink: bool = True) -> np.ndarray:
@@ -159,7 +162,8 @@ def remove_background(bright: np.ndarray) -> np.ndarray:
 
     A smooth surface fitted to the paper (:func:`estimate_background`) is subtracted
     first; then a white top-hat keeps only what is narrower than a quarter of the
-    picture: strokes stay, and the plateau of a shadow, however sharp its edge, goes.
+    picture (:func:`top_hat`): strokes stay, and the plateau of a shadow, however sharp
+    its edge, goes.
 
     Parameters
     ----------
@@ -171,13 +175,97 @@ def remove_background(bright: np.ndarray) -> np.ndarray:
     numpy.ndarray
         float32: about 0 on the paper (its median is 0), larger where there is ink.
     """
+    return top_hat(bright - estimate_background(bright))
+
+
+def top_hat(flat: np.ndarray, size: int | None = None) -> np.ndarray:
+    """What is narrower than ``size`` pixels (made odd) in an image whose paper is
+    flat: a white top-hat, its median (the paper) brought to 0. By default ``size`` is
+    a quarter of the picture's shorter side, and at least 15."""
     from scipy import ndimage
 
-    flat = bright - estimate_background(bright)
-    size = max(15, min(flat.shape) // 4) | 1
+    size = (_quarter(flat.shape) if size is None else size) | 1
     tophat = flat - ndimage.grey_opening(flat, size=(size, size))
     # The top-hat lifts a textured paper's grain above 0; its median, the paper, is 0.
     return (tophat - np.median(tophat)).astype(np.float32)
+
+
+def _quarter(shape: tuple[int, ...]) -> int:
+    """:func:`top_hat`'s default width: a quarter of the shorter side, at least 15
+    pixels."""
+    return max(15, min(shape) // 4)
+
+
+def thicker_strokes_width(mask: np.ndarray) -> float:
+    """The width of a mask's thicker strokes: the 90th percentile, along their middle
+    lines, of twice the distance to their edge; 0 for an empty mask.
+
+    A stroke's middle line is where the distance to its edge is largest across it (a
+    ridge of the distance transform, as a skeleton is), so each length of stroke
+    counts once whatever its width, and the thicker strokes set the width: a digit's,
+    not a thinner box drawn around it and several times as long.
+    """
+    from scipy import ndimage
+
+    if not mask.any():
+        return 0.0
+    inside = mask[_box(mask, 1)]
+    distance = ndimage.distance_transform_edt(inside)
+    # Across a stroke the distance rises by about a pixel per pixel, along its middle
+    # far less: a pixel is on the middle if no neighbour is half a pixel further in.
+    middle = inside & (distance > ndimage.maximum_filter(distance, size=3) - 0.5)
+    return 2 * float(np.percentile(distance[middle], 90))
+
+
+#: Ink must stand out of the paper within this many stroke widths around it
+#: (:func:`stand_out_locally`).
+_AROUND = 3
+
+
+def stand_out_locally(flat: np.ndarray, ink: np.ndarray, seen: np.ndarray, high: float,
+                      lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ink of :func:`remove_background` where it also stands out of the paper a few
+    stroke widths around it: a shadow's edge and the residue beside it are not ink.
+
+    The quarter-picture top-hat keeps what the fitted paper cannot follow within a
+    quarter of the picture: beside a shadow's sharp edge, a band of the shadow as wide
+    as the paper's misfit, which joins the digits it crosses. Measured again over
+    :data:`_AROUND` times the strokes' width (:func:`thicker_strokes_width` of the ink above
+    ``high``, ruled lines left out: a page's many lines are thinner than its digits),
+    each pixel keeps the smaller of its two strengths: a stroke is as strong at both
+    scales, the band almost nothing at the smaller one. The thresholds stay those of
+    the first measure.
+
+    Parameters
+    ----------
+    flat : numpy.ndarray
+        The image with the ink bright (:func:`ink_bright`), its fitted paper
+        (:func:`estimate_background`) subtracted.
+    ink, seen : numpy.ndarray
+        :func:`top_hat` of it, and that smoothed (:func:`smooth_noise`).
+    high : float
+        The higher threshold (:func:`ink_levels`).
+    lines : numpy.ndarray
+        bool: the ruled lines' pixels (:func:`find_lines`).
+
+    Returns
+    -------
+    ink, seen : numpy.ndarray
+    """
+    from scipy import ndimage
+
+    size = max(15, round(_AROUND * thicker_strokes_width((seen > high) & ~lines)))
+    if size >= _quarter(flat.shape):
+        return ink, seen
+    # Only around the strong ink, two top-hat widths out: what lies further is not
+    # joined to the digits by the band beside a shadow's edge.
+    window = _box(seen > high, margin=2 * size)
+    local = top_hat(flat[window], size)
+    ink, seen = ink.copy(), seen.copy()
+    ink[window] = np.minimum(ink[window], local)
+    seen[window] = np.minimum(seen[window],
+                              ndimage.gaussian_filter(local, smoothing(flat.shape)))
+    return ink, seen
 
 
 def smooth_noise(ink: np.ndarray) -> np.ndarray:
@@ -513,7 +601,8 @@ def map_ink(grey: np.ndarray, name: str, dark: bool | None = None) -> InkMap:
     """Where the ink of a greyscale page is, and how strong.
 
     The steps: :func:`ink_bright` (with ``dark``, the page's polarity if decided
-    already), :func:`remove_background`, :func:`smooth_noise`, :func:`ink_levels`,
+    already), :func:`remove_background` (:func:`estimate_background`, :func:`top_hat`),
+    :func:`smooth_noise`, :func:`ink_levels`, :func:`stand_out_locally`,
     :func:`find_lines`, :func:`ink_mask`.
 
     Raises
@@ -522,12 +611,15 @@ def map_ink(grey: np.ndarray, name: str, dark: bool | None = None) -> InkMap:
         If no ink stands out of the paper (a blank or almost uniform image); the
         message starts with ``name``.
     """
-    ink = remove_background(ink_bright(grey, dark))
+    bright = ink_bright(grey, dark)
+    flat = bright - estimate_background(bright)
+    ink = top_hat(flat)
     seen = smooth_noise(ink)
     noise = noise_level(seen)
     if float(seen.max()) < max(0.05, 6 * noise):
         raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
     low, high = ink_levels(seen, noise)
+    ink, seen = stand_out_locally(flat, ink, seen, high, find_lines(seen > low))
     lines = written_over(find_lines(seen > low), seen, high)
     mask = ink_mask(seen, low, high, ignore=lines, grain=_GRAIN * noise)
     if not mask.any():
