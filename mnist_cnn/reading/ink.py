@@ -197,7 +197,7 @@ def _quarter(shape: tuple[int, ...]) -> int:
 
 
 def thicker_strokes_width(mask: np.ndarray) -> float:
-    """The width of a mask's thicker strokes: the 90th percentile, along their middle
+    """The width of a mask's thicker strokes: the 95th percentile, along their middle
     lines, of twice the distance to their edge; 0 for an empty mask.
 
     A stroke's middle line is where the distance to its edge is largest across it (a
@@ -214,7 +214,7 @@ def thicker_strokes_width(mask: np.ndarray) -> float:
     # Across a stroke the distance rises by about a pixel per pixel, along its middle
     # far less: a pixel is on the middle if no neighbour is half a pixel further in.
     middle = inside & (distance > ndimage.maximum_filter(distance, size=3) - 0.5)
-    return 2 * float(np.percentile(distance[middle], 90))
+    return 2 * float(np.percentile(distance[middle], 95))
 
 
 #: Ink must stand out of the paper within this many stroke widths around it
