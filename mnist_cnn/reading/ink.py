@@ -234,7 +234,7 @@ def stand_out_locally(flat: np.ndarray, ink: np.ndarray, seen: np.ndarray, high:
     ``high``, ruled lines left out: a page's many lines are thinner than its digits),
     each pixel keeps the smaller of its two strengths: a stroke is as strong at both
     scales, the band almost nothing at the smaller one. The thresholds stay those of
-    the first measure.
+    the first measure; if no ink is left above ``high``, the first measure stands.
 
     Parameters
     ----------
@@ -261,11 +261,15 @@ def stand_out_locally(flat: np.ndarray, ink: np.ndarray, seen: np.ndarray, high:
     # joined to the digits by the band beside a shadow's edge.
     window = _box(seen > high, margin=2 * size)
     local = top_hat(flat[window], size)
-    ink, seen = ink.copy(), seen.copy()
-    ink[window] = np.minimum(ink[window], local)
-    seen[window] = np.minimum(seen[window],
+    kept_ink, kept = ink.copy(), seen.copy()
+    kept_ink[window] = np.minimum(ink[window], local)
+    kept[window] = np.minimum(seen[window],
                               ndimage.gaussian_filter(local, smoothing(flat.shape)))
-    return ink, seen
+    if not (kept > high).any():
+        # Strokes wider than their strong core (a small faint photo, enlarged) fell
+        # under the threshold at the smaller scale: they are the page's ink as found.
+        return ink, seen
+    return kept_ink, kept
 
 
 def smooth_noise(ink: np.ndarray) -> np.ndarray:
