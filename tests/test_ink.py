@@ -152,7 +152,7 @@ def test_a_shadows_sharp_edge_across_a_number_leaves_no_ink_beside_its_digits():
 
 def test_the_stroke_width_is_the_digits_not_a_longer_thinner_frame_around_it():
     # A 0 drawn 12 px wide in a box 3 px wide and three times as long around it: the
-    # median along the skeleton would be the box's 3 px.
+    # median along the strokes' middle lines would be the box's 3 px.
     image, draw = page()
     draw.ellipse([160, 90, 240, 210], outline=0, width=12)
     draw.rectangle([110, 50, 290, 250], outline=0, width=3)

@@ -261,14 +261,15 @@ def stand_out_locally(flat: np.ndarray, ink: np.ndarray, seen: np.ndarray, high:
     # joined to the digits by the band beside a shadow's edge.
     window = _box(seen > high, margin=2 * size)
     local = top_hat(flat[window], size)
-    kept_ink, kept = ink.copy(), seen.copy()
-    kept_ink[window] = np.minimum(ink[window], local)
+    kept = seen.copy()
     kept[window] = np.minimum(seen[window],
                               ndimage.gaussian_filter(local, smoothing(flat.shape)))
     if not (kept > high).any():
         # Strokes wider than their strong core (a small faint photo, enlarged) fell
         # under the threshold at the smaller scale: they are the page's ink as found.
         return ink, seen
+    kept_ink = ink.copy()
+    kept_ink[window] = np.minimum(ink[window], local)
     return kept_ink, kept
 
 
