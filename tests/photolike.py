@@ -246,11 +246,13 @@ def draw_marks(field: np.ndarray, boxes: list[tuple[int, int, int, int]], marks:
 def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
                    gap: tuple[float, float] = (-0.05, 0.5),
                    baseline: float = 0.12, sizes: float = 0.15, marks: str | None = None,
-                   paper: str = "plain") -> tuple[bytes, list[tuple[int, int, int, int]]]:
+                   paper: str = "plain", heights: tuple[int, int] = (50, 140)
+                   ) -> tuple[bytes, list[tuple[int, int, int, int]]]:
     """A JPEG of a number written with the given digits' ink (each cropped, in [0, 1]),
     and each digit's box (top, left, bottom, right).
 
-    Each digit is scaled to a common height (times 1 +- ``sizes``), set on a baseline
+    Each digit is scaled to a common height (drawn from ``heights``, the upper bound
+    excluded; times 1 +- ``sizes``), set on a baseline
     that wanders by up to ``baseline`` heights, after a gap drawn from ``gap`` (in
     heights; below 0 the digits overlap and may touch), on photo-like paper; with
     ``marks`` (:func:`draw_marks`), the number is underlined, framed or boxed. The
@@ -261,7 +263,7 @@ def compose_number(inks: list[np.ndarray], rng: np.random.Generator,
     30 to 50 % darker, its edge at any angle within a fifth of the picture of its
     middle: across the digits more often than not).
     """
-    height = int(rng.integers(50, 140))
+    height = int(rng.integers(*heights))
     scaled = []
     for ink in inks:
         h = max(8, int(height * rng.uniform(1 - sizes, 1 + sizes)))

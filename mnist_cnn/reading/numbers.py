@@ -51,6 +51,10 @@ _FULL_PART = 0.7
 _ONE_HIGH, _TWO_HIGH = 1.5, 2.2
 #: A page whose pieces' median height over width is under this is tried turned.
 _SIDEWAYS = 0.95
+#: It is read turned only if the network finds its pieces read alone turned, all
+#: together, this many times as likely as upright: most pictures are upright, and a few
+#: pieces (a 1 with a foot, a wide 4) may be likelier turned by chance.
+_TURNED_ODDS = 2.0
 
 
 def _parting_prior(width: float, height: float) -> float:
@@ -96,7 +100,7 @@ class NumberReading:
     turned : int
         Degrees counter-clockwise the picture was turned to read it: 0, or 90 or 270
         for a page stored sideways (its pieces of ink wider than tall, and the network
-        surer of the digits turned).
+        surer of the digits turned, and of the pieces read alone).
     """
 
     source: str
@@ -227,8 +231,12 @@ def read_number(src: Any, weights: WeightsLike | None = None, top: int = default
 
     turned, rows = 0, _read_rows(page, name, classify, top)
     if _sideways(page):
-        # Turned both ways, the reading the network is surest of (per digit) wins.
+        # Turned either way, a reading the network is surer of, per digit, wins if the
+        # page's pieces of ink read alone are likelier turned that way too.
+        pieces = _pieces_sureness(page, classify)
         for turn in (90, 270):
+            if pieces[turn] - pieces[0] <= np.log(_TURNED_ODDS):
+                continue
             other = read_page(np.rot90(grey, turn // 90), name)
             other_rows = _read_rows(other, name, classify, top)
             if _sureness(other_rows) > _sureness(rows):
@@ -249,6 +257,26 @@ def _sureness(rows: list[list[Prediction]]) -> float:
     """How sure the network is of a reading, per digit: the mean log-probability."""
     digits = [p.probability for row in rows for p in row]
     return float(np.mean(np.log(np.maximum(digits, 1e-12)))) if digits else -np.inf
+
+
+def _pieces_sureness(page: Page, classify) -> dict[int, float]:
+    """How sure the network is of a page's pieces of ink, each read alone as it stands
+    and turned 90 and 270 degrees: the sum of the log-probabilities of their likeliest
+    digits, by turn.
+
+    The reading of the whole page turned is not enough: a row of digits turned the
+    wrong way is a column, whose digits may be taken as one character one over
+    another, and one sure guess at such a character can outweigh, per digit, three
+    digits read right."""
+    characters = [Character((label,), page.pieces[label].bbox)
+                  for row in page.rows for c in row for label in c.labels]
+    if not characters:
+        return {0: 0.0, 90: 0.0, 270: 0.0}
+    sureness = {}
+    for turn in (0, 90, 270):
+        proba = classify([character_image(page, c, turn=turn) for c in characters])
+        sureness[turn] = float(np.sum(np.log(np.maximum(proba.max(axis=1), 1e-12))))
+    return sureness
 
 
 def _read_rows(page: Page, name: str, classify, top: int) -> list[list[Prediction]]:

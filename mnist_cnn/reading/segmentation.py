@@ -640,10 +640,11 @@ def split(page: Page, character: Character, column: int) -> tuple[Character, Cha
 
 
 def character_image(page: Page, character: Character,
-                    row_height: float | None = None) -> np.ndarray:
+                    row_height: float | None = None, turn: int = 0) -> np.ndarray:
     """A character (its pieces, within its box's columns) as the network's 28x28 input
     (:func:`mnist_cnn.reading.ink.digit_ink`,
-    :func:`mnist_cnn.reading.mnist_format.mnist_format`).
+    :func:`mnist_cnn.reading.mnist_format.mnist_format`), turned ``turn`` degrees
+    counter-clockwise (0, 90, 180 or 270) as :func:`numpy.rot90` turns a page.
 
     A number's digits are written with one pen, and MNIST scaled each digit to its box:
     a digit taller than its row (``row_height``; a 9's or a 7's long tail) is given
@@ -659,4 +660,4 @@ def character_image(page: Page, character: Character,
     if not (ink > 0).any():  # a sliver of a stroke, faded away by the smoothing
         return np.zeros((28, 28), np.float32)
     stroke = MNIST_STROKE * min(1.0, (row_height or character.height) / character.height)
-    return mnist_format(crop_to_ink(ink), stroke)
+    return mnist_format(crop_to_ink(np.rot90(ink, turn // 90)), stroke)
