@@ -157,8 +157,9 @@ def test_a_small_number_of_digits_wider_than_tall_is_read_upright(dev_inks):
     # Most of their pieces wider than tall, these pages are tried turned. Read whole
     # each way, 2 of the 60 were read turned before (the three digits of "700", a
     # column once turned, taken as one character, "8 4", surer per digit than "730");
-    # now the pieces are read one by one each way, and turned only if together twice
-    # as likely (a 1 with a foot beside a wide 4 was likelier turned, "44").
+    # now a turned reading wins only if the pieces, each read alone, are together
+    # twice as likely turned too (a 1 with a foot beside a wide 4, read whole turned as
+    # "44", is not).
     wide = [i for i, (ink, _) in enumerate(dev_inks) if ink.shape[0] < ink.shape[1]]
     rng = np.random.default_rng(1)
     turned = []

@@ -268,13 +268,13 @@ def _pieces_sureness(page: Page, classify) -> dict[int, float]:
     wrong way is a column, whose digits may be taken as one character one over
     another, and one sure guess at such a character can outweigh, per digit, three
     digits read right."""
-    characters = [Character((label,), page.pieces[label].bbox)
-                  for row in page.rows for c in row for label in c.labels]
-    if not characters:
-        return {0: 0.0, 90: 0.0, 270: 0.0}
-    sureness = {}
-    for turn in (0, 90, 270):
-        proba = classify([character_image(page, c, turn=turn) for c in characters])
+    alone = [Character((label,), page.pieces[label].bbox)
+             for row in page.rows for character in row for label in character.labels]
+    sureness = dict.fromkeys((0, 90, 270), 0.0)
+    if not alone:
+        return sureness
+    for turn in sureness:
+        proba = classify([character_image(page, piece, turn=turn) for piece in alone])
         sureness[turn] = float(np.sum(np.log(np.maximum(proba.max(axis=1), 1e-12))))
     return sureness
 
