@@ -97,3 +97,28 @@ def test_noisy_blank_page_has_no_ink():
     page = np.clip(rng.normal(0.8, 0.03, (500, 400)), 0, 1)
     with pytest.raises(ImageError, match="no ink found"):
         preprocess_image(page)
+
+
+def test_small_blank_photos_have_no_ink_where_their_paper_meets_the_added_margin():
+    # A small photo of no digit, its paper shaded and grainy, saved as JPEG. Its polarity
+    # is not sure, so it is read with a margin of its border's paper around it; where
+    # that paper met the picture's own, "ink" was found in 5 of these 40 and read as a
+    # digit. The one left is found reading the picture as it is, in a corner.
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(40):
+        side = int(rng.integers(60, 101))
+        rows, cols = np.mgrid[0:side, 0:side] / side
+        angle = rng.uniform(0, 2 * np.pi)
+        paper = (rng.uniform(0.6, 0.9) + rng.uniform(0.05, 0.2) * (
+            np.cos(angle) * cols + np.sin(angle) * rows - 0.5)
+            + rng.normal(0, rng.uniform(0.01, 0.03), (side, side)))
+        buffer = io.BytesIO()
+        Image.fromarray((np.clip(paper, 0, 1) * 255).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=int(rng.integers(70, 95)))
+        try:
+            preprocess_image(Image.open(buffer))
+            found += 1
+        except ImageError:
+            pass
+    assert found <= 1

@@ -48,6 +48,7 @@ __all__ = [
     "noise_level",
     "one_over_another",
     "other_digits",
+    "paper_margin",
     "polarity",
     "remove_background",
     "select_digit",
@@ -602,6 +603,11 @@ class InkMap:
                       self.lines[window], self.low, self.high)
 
 
+def _no_ink(name: str) -> ImageError:
+    """The error for a picture in which no ink is found."""
+    return ImageError(f"{name}: no ink found (a blank or almost uniform image)")
+
+
 def map_ink(grey: np.ndarray, name: str, dark: bool | None = None) -> InkMap:
     """Where the ink of a greyscale page is, and how strong.
 
@@ -622,13 +628,13 @@ def map_ink(grey: np.ndarray, name: str, dark: bool | None = None) -> InkMap:
     seen = smooth_noise(ink)
     noise = noise_level(seen)
     if float(seen.max()) < max(0.05, 6 * noise):
-        raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
+        raise _no_ink(name)
     low, high = ink_levels(seen, noise)
     ink, seen = stand_out_locally(flat, ink, seen, high, find_lines(seen > low))
     lines = written_over(find_lines(seen > low), seen, high)
     mask = ink_mask(seen, low, high, ignore=lines, grain=_GRAIN * noise)
     if not mask.any():
-        raise ImageError(f"{name}: no ink found (a blank or almost uniform image)")
+        raise _no_ink(name)
     return InkMap(ink, seen, mask, lines, low, high)
 
 
@@ -1101,6 +1107,12 @@ def _clean(grey: np.ndarray) -> bool:
     return noise_level(grey) <= _CLEAN and min(paper, 1 - paper) <= _CLEAN
 
 
+def paper_margin(shape: tuple[int, ...]) -> int:
+    """The width of the margin :func:`surrounded_by_paper` adds to a picture of this
+    shape: a quarter of its longer side."""
+    return max(1, round(max(shape) / 4))
+
+
 def surrounded_by_paper(grey: np.ndarray) -> np.ndarray:
     """The picture with a margin of its paper around it, a quarter of its longer side
     wide.
@@ -1116,7 +1128,7 @@ def surrounded_by_paper(grey: np.ndarray) -> np.ndarray:
     spread = 3 * noise_level(border) + _CLEAN
     papers = [side[np.abs(side - middle) <= spread] for side in sides]
     every = border[np.abs(border - middle) <= spread]
-    margin = max(1, round(max(grey.shape) / 4))
+    margin = paper_margin(grey.shape)
     out = np.pad(grey, margin)
     rng = np.random.default_rng(0)
     # Above and below (corners included), then left and right.
@@ -1162,7 +1174,7 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
             if _sides(found.ink > 0) < 2:
                 return found
     try:
-        return _found_digit(surrounded_by_paper(grey), name)
+        return _found_digit(surrounded_by_paper(grey), name, margin=paper_margin(grey.shape))
     except ImageError:
         if found is not None:
             return found
@@ -1171,8 +1183,11 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
     return _found_digit(grey, name, known.dark)
 
 
-def _found_digit(grey: np.ndarray, name: str, dark: bool | None = None) -> FoundDigit:
-    """:func:`find_digit` on the picture as it is (``dark``: its polarity, if decided)."""
+def _found_digit(grey: np.ndarray, name: str, dark: bool | None = None,
+                 margin: int = 0) -> FoundDigit:
+    """:func:`find_digit` on the picture as it is (``dark``: its polarity, if decided;
+    ``margin``: the width of the paper :func:`surrounded_by_paper` added around it)."""
+    scale = 1.0
     if min(grey.shape) < _SMALL and not _clean(grey):
         # A small photo is enlarged first: the smoothing and the background's blocks
         # are a pixel or more wide, too coarse for strokes a pixel or two wide in noise.
@@ -1181,11 +1196,19 @@ def _found_digit(grey: np.ndarray, name: str, dark: bool | None = None) -> Found
 
         # Beyond the picture is more of its border (scipy's default, a constant 0, made
         # the last row and column black: a dark frame taken for ink or a page's edge).
-        grey = np.clip(ndimage.zoom(grey, _SMALL / min(grey.shape), order=3, mode="nearest"),
-                       0, 1)
+        scale = _SMALL / min(grey.shape)
+        grey = np.clip(ndimage.zoom(grey, scale, order=3, mode="nearest"), 0, 1)
         dark = None  # the enlarged picture's own
     page = map_ink(grey, name, dark)
     labels, pieces, marks = ink_pieces(page.mask, page.seen)
+    if margin and pieces:
+        # The margin is paper made up of the border's pixels: ink found mostly there is
+        # where that paper meets the picture's own (its grain, its shading), not a stroke.
+        edge = round(margin * scale)
+        within = np.bincount(labels[edge:-edge, edge:-edge].ravel(), minlength=labels.max() + 1)
+        pieces = [p for p in pieces if 2 * within[p.label] >= p.area]
+        if not pieces:
+            raise _no_ink(name)
     digit = _chosen(page.mask, labels, pieces)
     ink = digit_ink(page, digit)
     faint = faint_parts(page, digit,
