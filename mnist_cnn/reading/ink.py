@@ -1155,7 +1155,8 @@ def find_digit(grey: np.ndarray, name: str) -> FoundDigit:
     ink, and scale with the picture, which a digit filling it confuses (the paper's fit
     runs through the ink, the polarity is a toss, the top-hat takes in the strokes).
     Such a picture is one whose polarity is not sure (:func:`polarity`), whose digit
-    touches two or more of its sides, or in which no ink was found. Where the margin
+    touches two or more of its sides, or in which no ink was found. Ink found mostly in
+    the margin is left out (where its paper meets the picture's own). Where the margin
     holds no ink found (a border that is not all paper), the picture is read as it is.
 
     Raises
