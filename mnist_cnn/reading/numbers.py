@@ -23,6 +23,7 @@ import numpy as np
 from mnist_cnn import defaults
 from mnist_cnn.nets.inference import ensemble_proba
 from mnist_cnn.reading.images import describe, load_grey
+from mnist_cnn.reading.mnist_format import crop_to_ink
 from mnist_cnn.reading.predictions import Prediction, bundled_models
 from mnist_cnn.reading.segmentation import (
     PART,
@@ -150,13 +151,10 @@ def _shape_prior(image: np.ndarray, digit: int) -> float:
     the ``digit`` the network reads: a 1 is any width, any other digit is hardly (0.05)
     :data:`_NARROWEST` times as wide as tall and surely from :data:`_NARROW` (the right
     half of a 3 cut from it, read as 3, is not a 3)."""
-    if digit == 1:
+    if digit == 1 or not image.any():
         return 1.0
-    columns = np.flatnonzero(image.any(axis=0))
-    rows = np.flatnonzero(image.any(axis=1))
-    if not len(columns):
-        return 1.0
-    aspect = (columns[-1] - columns[0] + 1) / (rows[-1] - rows[0] + 1)
+    height, width = crop_to_ink(image).shape
+    aspect = width / height
     return float(np.clip((aspect - _NARROWEST) / (_NARROW - _NARROWEST), 0.05, 1.0))
 
 
