@@ -304,3 +304,28 @@ def test_a_dot_above_the_row_is_dust_not_a_row_of_its_own():
     assert [len(row) for row in page.rows] == [4]
     assert [(c.bbox, why) for c, why in page.left_out] == [
         ((27, 227, 41, 241), "far smaller than the page's digits (a dot, dust)")]
+
+
+def test_specks_in_the_rows_band_outnumbering_its_digits_are_dust():
+    # Four dots in line with "47", beyond a third of a height from the 7: counted one
+    # each, the row's median height was a dot's, and "47" was read as "4710101010".
+    grey = written(["47"])
+    for column in (190, 210, 230, 250):
+        grey[90:98, column:column + 8] = 0.1
+    page = read_page(grey, "specked")
+    assert [len(row) for row in page.rows] == [2]
+    assert [why for _, why in page.left_out] == [
+        "far smaller than the row's digits (a dot, dust)"] * 4
+
+
+def test_a_digit_written_small_in_pieces_is_one_character():
+    mask = np.zeros((120, 260), bool)
+    for left in (20, 60):
+        mask[20:80, left:left + 6] = True  # two 1s, 60 px tall
+    mask[40:46, 120:134] = True  # a 5 two thirds as tall, far from them: its bar,
+    mask[52:62, 120:125] = True  # its stem,
+    mask[66:80, 120:140] = True  # its belly, each under half the row's height
+    _, _, rows, left_out = find_characters(mask, mask.astype(np.float32))
+    assert not left_out
+    assert len(rows) == 1 and [len(c.labels) for c in rows[0]] == [1, 1, 3]
+    assert rows[0][2].bbox == (40, 120, 80, 140)

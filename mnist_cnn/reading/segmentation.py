@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import reduce
 from itertools import pairwise
 
 import numpy as np
@@ -66,6 +67,10 @@ PART = 0.5
 #: digits, as many people write it) is a digit of its own from this much of its row's
 #: height; its loop holds at least ``_HOLE`` of its box.
 _RING, _HOLE = 0.3, 0.1
+#: Small characters one over another within this fraction of their row's height are
+#: one digit written in pieces when together they are as tall as a digit; two specks
+#: of dust (each a few hundredths of the height) are not.
+_BROKEN_GAP = 0.25
 #: A faint piece of ink is a digit when it is this much of its row's height.
 _FAINT = 0.6
 #: A character this many times as tall as the page's digits (:func:`_digit_height`) is
@@ -290,7 +295,7 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
             # A row of its own only because it lies above or below the digits' band.
             left_out += [(c, "far smaller than the page's digits (a dot, dust)") for c in row]
             continue
-        row, dust = _with_small_parts_joined(row, labels)
+        row, dust = _with_small_parts_joined(row, labels, _digit_height(row, mass))
         rows.append(row)
         left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
     return labels, pieces, rows, left_out
@@ -417,13 +422,14 @@ def _stacked_digits(character: Character, bands: list[tuple[float, float]],
     return parts
 
 
-def _with_small_parts_joined(row: list[Character], labels: np.ndarray
+def _with_small_parts_joined(row: list[Character], labels: np.ndarray, height: float
                              ) -> tuple[list[Character], list[Character]]:
-    """A row whose characters far shorter than the row's digits are joined to the
-    nearest character within a third of a height, unless they are small rings
-    (:func:`_ring`); the rest of them (dust)."""
-    height = float(np.median([c.height for c in row]))
-    full, small_ones, dust = [], [], []
+    """A row whose characters far shorter than its digits, ``height`` tall
+    (:func:`_digit_height`), are joined to the nearest character within a third of a
+    height, unless they are small rings (:func:`_ring`), and those farther away to each
+    other where together they are a digit written small in pieces; the rest of them
+    (dust)."""
+    full, small_ones, loose, dust = [], [], [], []
     for c in row:
         (full if _digit_sized(c, height, labels) else small_ones).append(c)
     for small in small_ones:
@@ -431,7 +437,16 @@ def _with_small_parts_joined(row: list[Character], labels: np.ndarray
         if _gap(near, small) <= height / 3:
             full[full.index(near)] = _character_of(near, small)
         else:
-            dust.append(small)
+            loose.append(small)
+    # Loose ones one over another may be a digit written small in pieces (a 5's bar
+    # apart from its belly), as tall as a digit together.
+    for group in groups(loose, column_neighbours([c.bbox for c in loose]),
+                        lambda a, b: _vertical_gap(a, b) <= _BROKEN_GAP * height):
+        whole = reduce(_character_of, group)
+        if len(group) > 1 and _digit_sized(whole, height, labels):
+            full.append(whole)
+        else:
+            dust += group
     return sorted(full, key=lambda c: c.bbox[1]), dust
 
 
@@ -451,6 +466,11 @@ def _ring(character: Character, labels: np.ndarray) -> bool:
     pixels = character.pixels(labels)
     hole = ndimage.binary_fill_holes(pixels) & ~pixels
     return bool(hole.sum() >= _HOLE * pixels.size)
+
+
+def _vertical_gap(a: Character, b: Character) -> int:
+    """The vertical distance between two characters' boxes (0 if they overlap)."""
+    return max(a.bbox[0] - b.bbox[2], b.bbox[0] - a.bbox[2], 0)
 
 
 def _gap(a: Character, b: Character) -> int:
