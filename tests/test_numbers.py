@@ -138,9 +138,10 @@ def test_a_number_on_ruled_squared_specked_or_shadowed_paper_is_read_as_on_plain
                                                                           at_least):
     # The digits of the 50 numbers above, written apart on a notebook's light lines
     # that cross them, among specks of dust, or with a shadow's straight edge across
-    # the page. Measured: 49, 49, 43 and 47 of 50 (49 on plain paper; among specks 40
+    # the page. Measured: 49, 49, 47 and 47 of 50 (49 on plain paper; among specks 40
     # before a row's height was weighed by ink, a row of two digits and four specks
-    # having a speck's height, each speck read as a 0); 48, 46, 41 and 39
+    # having a speck's height, each speck read as a 0, and before dots were left out,
+    # a speck joined to a digit changing its shape); 48, 46, 41 and 39
     # before the ink had to stand out of the paper a few stroke widths around it too
     # (a band of the shadow along its edge joined the digits it crossed; on the same
     # pictures, 46 → 48 squared and 39 → 42 shadowed); 48 and 38 on lines before a

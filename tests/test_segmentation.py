@@ -329,3 +329,21 @@ def test_a_digit_written_small_in_pieces_is_one_character():
     assert not left_out
     assert len(rows) == 1 and [len(c.labels) for c in rows[0]] == [1, 1, 3]
     assert rows[0][2].bbox == (40, 120, 80, 140)
+
+
+@pytest.mark.parametrize("dot", [True, False], ids=["dot", "short bar"])
+def test_a_dot_near_a_digit_is_dust_and_a_short_bar_as_near_is_joined_to_it(dot):
+    mask = np.zeros((120, 240), bool)
+    for left in (20, 60, 100):
+        mask[20:80, left:left + 6] = True  # three 1s, 60 px tall
+    if dot:  # a speck of dust 6 px square, 6 px right of the last 1's top
+        mask[22:28, 112:118] = True
+    else:  # a 5's bar written apart as short, as near: twice as long as thick
+        mask[22:28, 112:124] = True
+    _, _, rows, left_out = find_characters(mask, mask.astype(np.float32))
+    if dot:
+        assert [c.bbox for c in rows[0]][2] == (20, 100, 80, 106)
+        assert [(c.bbox, why) for c, why in left_out] == [
+            ((22, 112, 28, 118), "far smaller than the page's digits (a dot, dust)")]
+    else:
+        assert [c.bbox for c in rows[0]][2] == (20, 100, 80, 124) and not left_out

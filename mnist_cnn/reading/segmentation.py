@@ -71,6 +71,13 @@ _RING, _HOLE = 0.3, 0.1
 #: one digit written in pieces when together they are as tall as a digit; two specks
 #: of dust (each a few hundredths of the height) are not.
 _BROKEN_GAP = 0.25
+#: A piece of ink under this fraction of the page's digits' height each way, and about
+#: as long as thick (its longer side under ``_ROUND`` times its stroke width, 2 area /
+#: perimeter: a square's or a disc's is twice it, a bar half again as long as thick
+#: 2.5 times it), is a dot or a speck of dust, not a part of a digit near it (a 5's bar
+#: written apart is longer than thick).
+_DOT, _ROUND = 0.15, 2.2
+_FAR_SMALLER = "far smaller than the page's digits (a dot, dust)"
 #: A faint piece of ink is a digit when it is this much of its row's height.
 _FAINT = 0.6
 #: A character this many times as tall as the page's digits (:func:`_digit_height`) is
@@ -256,12 +263,14 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     pieces : list of Piece
         The pieces.
     rows : list of list of Character
-        Top to bottom; each left to right. A character under half its row's height
-        is joined to the nearest one within a third of a height (a 5's bar written
-        apart), or left out (a dot, dust), unless it is a small ring over 0.3 of the
-        row's height (a 0 written small). A row whose characters are all that small
-        beside the page's digits (:func:`_digit_height`) is left out whole (dust above
-        or below the digits' band).
+        Top to bottom; each left to right. Dots are left out first
+        (:func:`_without_dots`). A character under half its row's height (its
+        characters' heights weighed by ink, :func:`_digit_height`) is joined to the
+        nearest one within a third of a height (a 5's bar written apart), or to small
+        ones over and under it that make a digit's height together, or left out (dust),
+        unless it is a small ring over 0.3 of the row's height (a 0 written small). A
+        row whose characters are all that small beside the page's digits is left out
+        whole (dust above or below the digits' band).
     left_out : list of (Character, str)
         What does not look like a digit, and why: marks at the picture's border
         unlike the digits inside, lines across (an underline, a dash), boxes drawn
@@ -279,6 +288,8 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
                          f"written number has (at most {MAX_PIECES:,} are read); {advice}")
     kept, left_out = _at_border(pieces, mask.shape)
     left_out += [(_character([p]), why) for p, why in marks]
+    kept, dots = _without_dots(kept)
+    left_out += [(_character([p]), _FAR_SMALLER) for p in dots]
     characters = _characters(kept)
     if len(characters) > MAX_CHARACTERS:
         raise ImageError(f"{name}: {len(characters):,} characters, more than a written "
@@ -293,12 +304,24 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     for row in _rows(characters, sized):
         if not any(c in sized for c in row):
             # A row of its own only because it lies above or below the digits' band.
-            left_out += [(c, "far smaller than the page's digits (a dot, dust)") for c in row]
+            left_out += [(c, _FAR_SMALLER) for c in row]
             continue
         row, dust = _with_small_parts_joined(row, labels, _digit_height(row, mass))
         rows.append(row)
         left_out += [(c, "far smaller than the row's digits (a dot, dust)") for c in dust]
     return labels, pieces, rows, left_out
+
+
+def _without_dots(pieces: list[Piece]) -> tuple[list[Piece], list[Piece]]:
+    """The pieces, and apart from them the dots (:data:`_DOT`: small each way beside
+    the page's digits' height, :func:`_digit_height` of the pieces, and about as long as
+    thick), which would otherwise join a digit near them and change its shape."""
+    height = _digit_height([_character([p]) for p in pieces], {p.label: p.mass for p in pieces})
+    kept, dots = [], []
+    for p in pieces:
+        dot = p.size < _DOT * height and p.size < _ROUND * p.width
+        (dots if dot else kept).append(p)
+    return kept, dots
 
 
 def _digit_height(characters: list[Character], mass: dict[int, float]) -> float:
