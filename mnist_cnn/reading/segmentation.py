@@ -288,7 +288,8 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
                          f"written number has (at most {MAX_PIECES:,} are read); {advice}")
     kept, left_out = _at_border(pieces, mask.shape)
     left_out += [(_character([p]), why) for p, why in marks]
-    kept, dots = _without_dots(kept)
+    mass = {p.label: p.mass for p in kept}
+    kept, dots = _without_dots(kept, mass)
     left_out += [(_character([p]), _FAR_SMALLER) for p in dots]
     characters = _characters(kept)
     if len(characters) > MAX_CHARACTERS:
@@ -296,7 +297,6 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
                          f"number has (at most {MAX_CHARACTERS} are read); {advice}")
     characters, lines = _flat_lines(characters, labels)
     left_out += lines
-    mass = {p.label: p.mass for p in kept}
     characters = _rows_parted(characters, labels, _digit_height(characters, mass))
     height = _digit_height(characters, mass)
     sized = {c for c in characters if _digit_sized(c, height, labels)}
@@ -312,11 +312,13 @@ def find_characters(mask: np.ndarray, ink: np.ndarray, name: str = "the picture"
     return labels, pieces, rows, left_out
 
 
-def _without_dots(pieces: list[Piece]) -> tuple[list[Piece], list[Piece]]:
+def _without_dots(pieces: list[Piece], mass: dict[int, float]
+                  ) -> tuple[list[Piece], list[Piece]]:
     """The pieces, and apart from them the dots (:data:`_DOT`: small each way beside
-    the page's digits' height, :func:`_digit_height` of the pieces, and about as long as
-    thick), which would otherwise join a digit near them and change its shape."""
-    height = _digit_height([_character([p]) for p in pieces], {p.label: p.mass for p in pieces})
+    the page's digits' height, :func:`_digit_height` of the pieces with their ``mass``,
+    and about as long as thick), which would otherwise join a digit near them and
+    change its shape."""
+    height = _digit_height([_character([p]) for p in pieces], mass)
     kept, dots = [], []
     for p in pieces:
         dot = p.size < _DOT * height and p.size < _ROUND * p.width
